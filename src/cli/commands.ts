@@ -1,4 +1,8 @@
 import type { CommandModule } from 'yargs';
+import build from './build.js';
+import lock from './lock.js';
+import validate from './validate.js';
 
+// Each command's arguments are typed in its own module; the list only needs them as commands.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [];
+export const commands: CommandModule<any, any>[] = [validate, lock, build];

@@ -1,0 +1,94 @@
+// cairn.lock: the exact packages a recipe resolved to, and the signed InRelease they came
+// from. A build with a matching lock needs no index at all: every .deb is fetched by its
+// archive path and checked against the SHA-256 recorded here.
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { Ajv } from 'ajv';
+import { CairnError } from '../errors.js';
+import type { Recipe } from '../recipe/types.js';
+import { writeFileAtomic } from '../fs-atomic.js';
+import type { ArchiveOrigin, LockedPackage } from './types.js';
+import schema from './lock.schema.json' with { type: 'json' };
+
+export interface LockOrigin extends ArchiveOrigin {
+  components: string[];
+  architecture: string;
+}
+
+export interface Lockfile {
+  lockfileVersion: 1;
+  recipe: string;
+  /** SHA-256 of what in the recipe decides the resolution: when it changes, the lock is stale. */
+  inputs: string;
+  origin: LockOrigin;
+  packages: LockedPackage[];
+}
+
+const validate = new Ajv({ allErrors: false }).compile<Lockfile>(schema);
+
+/** `recipes/host.yaml` → `recipes/host.lock`. */
+export function lockPathFor(recipeFile: string): string {
+  return recipeFile.replace(/\.ya?ml$/, '') + '.lock';
+}
+
+/** Hash of the recipe fields that change which packages resolve; nothing else invalidates a lock. */
+export function resolutionInputs(recipe: Recipe): string {
+  const { suite, mirror, components, architecture, essential, priority } = recipe.base;
+  const inputs = {
+    suite,
+    mirror: mirror.replace(/\/+$/, ''),
+    components,
+    architecture,
+    essential,
+    priority,
+    packages: [...new Set([...recipe.packages, recipe.kernel.package])].sort(),
+  };
+  return createHash('sha256').update(JSON.stringify(inputs)).digest('hex');
+}
+
+export function lockMatches(lock: Lockfile, recipe: Recipe): boolean {
+  return lock.inputs === resolutionInputs(recipe);
+}
+
+/** Reads and checks a lockfile; null when there is none. A malformed lock is an error, never ignored. */
+export async function readLockfile(path: string): Promise<Lockfile | null> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (err) {
+    throw new CairnError(`${path}: not valid JSON (${(err as Error).message})`, 'delete it and run "cairn lock" again');
+  }
+  if (!validate(data)) {
+    const e = validate.errors?.[0];
+    throw new CairnError(`${path}: not a cairn lockfile: ${e?.instancePath || '(top level)'} ${e?.message ?? ''}`.trim(), 'delete it and run "cairn lock" again');
+  }
+  const seen = new Set<string>();
+  for (const p of data.packages) {
+    if (seen.has(p.name)) throw new CairnError(`${path}: package ${p.name} is listed twice`, 'delete it and run "cairn lock" again');
+    seen.add(p.name);
+  }
+  return data;
+}
+
+export function formatLockfile(lock: Lockfile): string {
+  const packages = [...lock.packages].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const ordered: Lockfile = {
+    lockfileVersion: 1,
+    recipe: lock.recipe,
+    inputs: lock.inputs,
+    origin: lock.origin,
+    packages: packages.map((p) => ({ name: p.name, version: p.version, architecture: p.architecture, size: p.size, sha256: p.sha256, filename: p.filename })),
+  };
+  return JSON.stringify(ordered, null, 2) + '\n';
+}
+
+export async function writeLockfile(path: string, lock: Lockfile): Promise<void> {
+  await writeFileAtomic(path, formatLockfile(lock));
+}

@@ -1,0 +1,47 @@
+import type { Anchor, DataPath } from './yaml-locate.js';
+
+/** One thing wrong with a recipe, with where it is. */
+export interface RecipeIssue {
+  /** The recipe's path as the caller gave it. */
+  file: string;
+  line: number;
+  column: number;
+  /** Key path like `users[0].uid`; empty for the document itself. */
+  path: string;
+  message: string;
+}
+
+/** An issue before it has a position in the text. */
+export interface Problem {
+  path: DataPath;
+  anchor: Anchor;
+  message: string;
+}
+
+/** `FILE:LINE:COL: path: message`, the form editors and terminals link to. */
+export function formatIssue(issue: RecipeIssue): string {
+  return `${issue.file}:${issue.line}:${issue.column}: ${issue.path ? `${issue.path}: ` : ''}${issue.message}`;
+}
+
+export function formatPath(path: DataPath): string {
+  let text = '';
+  for (const segment of path) {
+    if (typeof segment === 'number') text += `[${segment}]`;
+    else if (/^[A-Za-z_][A-Za-z0-9_-]*$/.test(segment)) text += text ? `.${segment}` : segment;
+    else text += `[${JSON.stringify(segment)}]`;
+  }
+  return text;
+}
+
+/** How a value the user wrote is shown after "got". */
+export function describeValue(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  if (value === null) return 'an empty value';
+  if (typeof value === 'string') {
+    const shown = value.length > 60 ? `${value.slice(0, 57)}...` : value;
+    return JSON.stringify(shown);
+  }
+  if (Array.isArray(value)) return value.length === 0 ? 'an empty list' : 'a list';
+  if (typeof value === 'object') return 'a mapping';
+  return String(value);
+}
