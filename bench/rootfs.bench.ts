@@ -1,0 +1,68 @@
+// Resolve + assemble the default recipe with a warm cache, beside mmdebstrap installing the
+// same package set from the same .deb files, in one run. Prints seconds and the ratio.
+// Usage: node dist/bench/rootfs.bench.js [RECIPE] (as root; needs network for InRelease).
+import { execFileSync } from 'node:child_process';
+import { mkdir, mkdtemp, rm, symlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { resolveLock } from '../src/build/lock-recipe.js';
+import { buildRootfs, sourceDateEpoch } from '../src/build/rootfs-stage.js';
+import { FetchCache } from '../src/debian/fetch-cache.js';
+import { loadRecipe } from '../src/recipe/load.js';
+
+const recipeFile = process.argv[2] ?? 'recipes/container-host.yaml';
+const recipe = await loadRecipe(recipeFile);
+const cache = new FetchCache(process.env.CAIRN_CACHE);
+const work = await mkdtemp(join(tmpdir(), 'cairn-bench-'));
+
+function seconds(start: bigint): number {
+  return Number(process.hrtime.bigint() - start) / 1e9;
+}
+
+try {
+  // Warm-up: fills the cache so neither side below downloads a package.
+  const warmLock = await resolveLock(recipe, { cache });
+  await buildRootfs(recipe, warmLock, { cache, outDir: join(work, 'warm'), sourceDateEpoch: sourceDateEpoch(warmLock) });
+
+  let start = process.hrtime.bigint();
+  const lock = await resolveLock(recipe, { cache });
+  const resolveSeconds = seconds(start);
+  start = process.hrtime.bigint();
+  await buildRootfs(recipe, lock, { cache, outDir: join(work, 'cairn'), sourceDateEpoch: sourceDateEpoch(lock) });
+  const assembleSeconds = seconds(start);
+
+  // mmdebstrap gets the same .debs in apt's archive cache, so it downloads indexes only.
+  const debs = join(work, 'debs');
+  await mkdir(debs);
+  const fetched = await cache.fetchAll(
+    lock.packages.map((p) => ({ url: `${lock.origin.mirror}/${p.filename}`, sha256: p.sha256, size: p.size, name: p.name })),
+    {},
+  );
+  for (const p of lock.packages) {
+    await symlink(fetched.paths.get(p.sha256)!, join(debs, `${p.name}_${p.version.replace(':', '%3a')}_${p.architecture}.deb`));
+  }
+  start = process.hrtime.bigint();
+  execFileSync('mmdebstrap', [
+    '--quiet', '--mode=root', '--variant=custom', `--architectures=${lock.origin.architecture}`,
+    `--include=${lock.packages.map((p) => `${p.name}=${p.version}`).join(',')}`,
+    `--keyring=${recipe.base.keyring}`,
+    '--aptopt=APT::Install-Recommends "false"',
+    `--setup-hook=mkdir -p "$1/var/cache/apt/archives" && cp -L ${debs}/*.deb "$1/var/cache/apt/archives/"`,
+    lock.origin.suite, join(work, 'mmdebstrap'), lock.origin.mirror,
+  ], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const mmdebstrapSeconds = seconds(start);
+
+  const cairnSeconds = resolveSeconds + assembleSeconds;
+  const rows = [
+    ['tool', 'seconds', 'packages'],
+    ['cairn resolve', resolveSeconds.toFixed(2), String(lock.packages.length)],
+    ['cairn assemble', assembleSeconds.toFixed(2), String(lock.packages.length)],
+    ['cairn total', cairnSeconds.toFixed(2), String(lock.packages.length)],
+    ['mmdebstrap', mmdebstrapSeconds.toFixed(2), String(lock.packages.length)],
+  ];
+  process.stdout.write(`recipe ${recipeFile}, warm cache, ${new Date().toISOString()}\n`);
+  for (const row of rows) process.stdout.write(`${row[0]!.padEnd(16)} ${row[1]!.padStart(8)} ${row[2]!.padStart(9)}\n`);
+  process.stdout.write(`mmdebstrap / cairn: ${(mmdebstrapSeconds / cairnSeconds).toFixed(1)}x\n`);
+} finally {
+  await rm(work, { recursive: true, force: true });
+}
