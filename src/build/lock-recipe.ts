@@ -36,9 +36,11 @@ export async function resolveLock(recipe: Recipe, options: LockOptions): Promise
       architecture: base.architecture,
       essential: base.essential,
       priority: base.priority,
+      suite: base.suite,
     },
     archive.packages,
   );
+  for (const note of result.notes) options.log?.(note);
   return {
     lockfileVersion: 1,
     recipe: recipe.name,

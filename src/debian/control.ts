@@ -1,10 +1,11 @@
 // deb822 paragraphs: Packages indexes, the body of InRelease, a .deb's control file.
 //
-// Field names keep the spelling they first appeared with (the archive writes them canonically,
-// and PackageRecord.fields promises them "as they appeared"); matching is case-insensitive, as
-// Debian policy requires, through getField. A value is the text after "Name:" trimmed, and for a
-// multi-line field each continuation line follows on its own line exactly as written (leading
-// space included), so folded fields (Depends) and line lists (SHA256, Description) both survive.
+// Field names are matched case-insensitively, as Debian policy requires. Within one parsed text
+// a field keeps the spelling it first appeared with (the archive writes them canonically, and
+// PackageRecord.fields promises them "as they appeared"); getField finds a field whatever
+// spelling either side uses. A value is the text after "Name:" trimmed, and for a multi-line
+// field each continuation line follows on its own line exactly as written (leading space
+// included), so folded fields (Depends) and line lists (SHA256, Description) both survive.
 import { CairnError } from '../errors.js';
 
 export type Paragraph = Record<string, string>;
@@ -22,29 +23,22 @@ function fail(origin: string, line: number, why: string): CairnError {
     'deb822 data is "Field: value" lines, continuation lines starting with a space, paragraphs separated by blank lines');
 }
 
-// For each paragraph parseControl made: lower-cased field name → name as written. It doubles as
-// the duplicate check while parsing and lets getField find an absent field without a scan.
-const spellings = new WeakMap<Paragraph, Map<string, string>>();
+/** How one parsed text spells its field names: lower-cased name → the spelling kept. */
+type Spellings = Map<string, string>;
 
-// Names repeat in every paragraph, so each distinct one is checked and lower-cased only once.
-const checkedNames = new Map<string, string>();
-
-function lowerName(name: string): string | null {
-  let lower = checkedNames.get(name);
-  if (lower === undefined) {
-    if (!FIELD_NAME.test(name) || name.startsWith('#') || name.startsWith('-')) return null;
-    lower = name.toLowerCase();
-    if (checkedNames.size < 10_000) checkedNames.set(name, lower);
-  }
-  return lower;
-}
+// Every paragraph parseControl made → the spellings of its text, so getField can tell an absent
+// field from a differently spelled one without scanning (a Packages index has ~70k paragraphs).
+const spellingsOf = new WeakMap<Paragraph, Spellings>();
 
 /** Parses deb822 text into its paragraphs, rejecting anything malformed with the line number. */
 export function parseControl(text: string, options: ParseControlOptions = {}): Paragraph[] {
   const origin = options.origin ?? 'control data';
   const paragraphs: Paragraph[] = [];
+  const spellings: Spellings = new Map();
+  // Name as written → spelling kept; names repeat in every paragraph, so each distinct one is
+  // checked only once.
+  const kept = new Map<string, string>();
   let current: Paragraph | null = null;
-  let names = new Map<string, string>();
   let lastField = '';
   let lineNo = 0;
   let start = 0;
@@ -71,21 +65,28 @@ export function parseControl(text: string, options: ParseControlOptions = {}): P
       current = null;
       continue;
     }
+    if (first === 35) throw fail(origin, lineNo, 'comment lines are not allowed here');
     const colon = line.indexOf(':');
     if (colon <= 0) throw fail(origin, lineNo, `expected "Field: value", got "${excerpt(line)}"`);
-    const name = line.slice(0, colon);
-    const lower = lowerName(name);
-    if (lower === null) throw fail(origin, lineNo, `invalid field name "${excerpt(name)}"`);
-    // "__proto__" would not become a field of a plain object; nothing in Debian uses it.
-    if (lower === '__proto__') throw fail(origin, lineNo, 'invalid field name "__proto__"');
+    const written = line.slice(0, colon);
+    let name = kept.get(written);
+    if (name === undefined) {
+      if (!FIELD_NAME.test(written) || written.startsWith('-')) {
+        throw fail(origin, lineNo, `invalid field name "${excerpt(written)}"`);
+      }
+      const lower = written.toLowerCase();
+      // "__proto__" cannot be a field of a plain object; nothing in Debian uses it.
+      if (lower === '__proto__') throw fail(origin, lineNo, 'invalid field name "__proto__"');
+      name = spellings.get(lower) ?? written;
+      spellings.set(lower, name);
+      kept.set(written, name);
+    }
     if (current === null) {
       current = {};
       paragraphs.push(current);
-      names = new Map();
-      spellings.set(current, names);
+      spellingsOf.set(current, spellings);
     }
-    if (names.has(lower)) throw fail(origin, lineNo, `field "${name}" appears twice in one paragraph`);
-    names.set(lower, name);
+    if (Object.hasOwn(current, name)) throw fail(origin, lineNo, `field "${written}" appears twice in one paragraph`);
     current[name] = line.slice(colon + 1).trim();
     lastField = name;
   }
@@ -100,11 +101,12 @@ function excerpt(text: string): string {
 export function getField(par: Paragraph, name: string): string | undefined {
   if (Object.hasOwn(par, name)) return par[name];
   const lower = name.toLowerCase();
-  const known = spellings.get(par);
-  if (known !== undefined) {
-    const spelled = known.get(lower);
-    return spelled === undefined ? undefined : par[spelled];
+  const spellings = spellingsOf.get(par);
+  if (spellings !== undefined) {
+    const spelled = spellings.get(lower);
+    return spelled !== undefined && Object.hasOwn(par, spelled) ? par[spelled] : undefined;
   }
+  // A paragraph built by hand rather than parsed.
   for (const key of Object.keys(par)) {
     if (key.toLowerCase() === lower) return par[key];
   }

@@ -7,6 +7,8 @@ export interface ProgressOptions {
   stream?: Writable & { isTTY?: boolean };
   /** Print nothing (tests, --json). */
   silent?: boolean;
+  /** What is in progress (default "downloading"). */
+  label?: string;
 }
 
 const TTY_REDRAW_MS = 100;
@@ -29,13 +31,16 @@ export class Progress {
   private lastDraw = 0;
   private lastLoggedTenth = 0;
   private drewLine = false;
+  private readonly label: string;
 
-  constructor(private readonly label: string, opts: ProgressOptions = {}) {
+  constructor(opts: ProgressOptions = {}) {
     this.stream = opts.silent ? null : (opts.stream ?? process.stderr);
+    this.label = opts.label ?? 'downloading';
   }
 
   start(totalFiles: number, totalBytes: number): void {
-    Object.assign(this, { totalFiles, totalBytes, files: 0, bytes: 0, startedAt: Date.now(), lastDraw: 0, lastLoggedTenth: 0 });
+    const now = Date.now();
+    Object.assign(this, { totalFiles, totalBytes, files: 0, bytes: 0, startedAt: now, lastDraw: now, lastLoggedTenth: 0 });
   }
 
   /** Bytes received; negative when a failed attempt's bytes are discarded. */

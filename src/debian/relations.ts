@@ -5,15 +5,30 @@ import { CairnError } from '../errors.js';
 import type { Relation, RelationField, VersionOp } from './types.js';
 import { parseVersion } from './version.js';
 
-const TERM = /^([a-z0-9][a-z0-9+.-]*)(?::([a-z0-9-]+))?\s*(?:\(\s*(<<|<=|>=|>>|=|<|>)\s*([^\s()]+)\s*\))?\s*(?:\[[^\]]*\]\s*)?(?:<[^>]*>\s*)*$/;
+const TERM = /^([a-z0-9][a-z0-9+.-]*)(?::([a-z0-9-]+))?\s*(?:\(\s*(<<|<=|>=|>>|=|<|>)\s*([^\s()<>=][^\s()]*)\s*\))?\s*(?:\[[^\]]*\]\s*)?(?:<[^>]*>\s*)*$/;
 
 function bad(text: string, why: string): CairnError {
   return new CairnError(`invalid relation "${text.trim()}": ${why}`,
     'a relation is "name[:arch] [(op version)]" with op one of << <= = >= >>, alternatives separated by "|"');
 }
 
+// A Packages index repeats the same terms ("libc6 (>= 2.38)") tens of thousands of times; sharing
+// one frozen Relation per distinct text keeps parsing fast and the universe small.
+const termCache = new Map<string, Relation>();
+
 function parseTerm(text: string): Relation {
   const term = text.trim();
+  let rel = termCache.get(term);
+  if (rel === undefined) {
+    rel = Object.freeze(parseNewTerm(term));
+    if (termCache.size >= 500_000) termCache.clear();
+    termCache.set(term, rel);
+  }
+  return rel;
+}
+
+function parseNewTerm(term: string): Relation {
+  const text = term;
   if (term === '') throw bad(text, 'it is empty');
   const m = TERM.exec(term);
   if (m === null) throw bad(text, 'expected a package name, an optional :arch and an optional (op version)');

@@ -16,6 +16,8 @@ export interface ReleaseFile {
   validUntil: Date | null;
   architectures: string[];
   components: string[];
+  /** Whether indexes can be fetched by their hash (by-hash/SHA256/…), immune to mid-sync mirrors. */
+  acquireByHash: boolean;
   /** Path relative to dists/SUITE (e.g. main/binary-amd64/Packages.xz) → declared size and hash. */
   files: Map<string, IndexEntry>;
 }
@@ -118,6 +120,7 @@ export function parseRelease(text: string, where: string, opts: ReleaseCheckOpti
     validUntil,
     architectures: words(getField(par, 'Architectures')),
     components: words(getField(par, 'Components')),
+    acquireByHash: getField(par, 'Acquire-By-Hash')?.toLowerCase() === 'yes',
     files: parseFileList(sha256, where),
   };
 }

@@ -2,6 +2,10 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+/** Shipped with cairn, used when a recipe names none (paths relative to cairnRoot()). */
+export const DEFAULT_KEYRING = 'keyrings/debian-archive-keyring.gpg';
+export const DEFAULT_KERNEL_CONFIG = 'kernel-configs/container-host.config';
+
 let cached: string | undefined;
 
 /**

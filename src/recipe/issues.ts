@@ -33,8 +33,12 @@ export function formatPath(path: DataPath): string {
   return text;
 }
 
-/** How a value the user wrote is shown after "got". */
-export function describeValue(value: unknown): string {
+/**
+ * How a value the user wrote is shown after "got". `written` is its text in the recipe, which
+ * beats the parsed number when YAML changed it (1.0 reads as 1, 0644 as 644).
+ */
+export function describeValue(value: unknown, written?: string): string {
+  if (written !== undefined && (typeof value === 'number' || typeof value === 'boolean')) return written;
   if (value === undefined) return 'nothing';
   if (value === null) return 'an empty value';
   if (typeof value === 'string') {

@@ -19,19 +19,22 @@ const TYPE_WORDS: Record<string, string> = {
   null: 'an empty value',
 };
 
+/** The recipe text of the scalar at a path, when there is one. */
+export type WrittenText = (path: DataPath) => string | undefined;
+
 /** Turns ajv's errors (run with allErrors and verbose) into messages a person can act on. */
-export function translateSchemaErrors(errors: readonly ErrorObject[], data: unknown): Problem[] {
+export function translateSchemaErrors(errors: readonly ErrorObject[], data: unknown, written: WrittenText): Problem[] {
   const problems: Problem[] = [];
   for (const error of errors) {
-    const problem = translate(error, dataPath(error.instancePath, data));
+    const path = dataPath(error.instancePath, data);
+    const problem = translate(error, path, describeValue(error.data, written(path)));
     if (problem) problems.push(problem);
   }
   return problems;
 }
 
-function translate(error: ErrorObject, path: DataPath): Problem | undefined {
+function translate(error: ErrorObject, path: DataPath, got: string): Problem | undefined {
   const schema = (error.parentSchema ?? {}) as Described;
-  const got = describeValue(error.data);
   switch (error.keyword) {
     case 'additionalProperties': {
       const key = String(error.params.additionalProperty);

@@ -6,6 +6,9 @@ const UNITS: Record<string, number> = {
   T: 2 ** 40, TiB: 2 ** 40,
 };
 
+/** The written form of a size; recipe.schema.json repeats it (a unit test keeps them equal). */
+export const SIZE_FORM = /^([1-9][0-9]*)(K|M|G|T|KiB|MiB|GiB|TiB)?$/;
+
 /**
  * Bytes for a recipe size (integer bytes or "<n><unit>", binary units), or null when it is
  * not one or does not fit a safe integer — a silently rounded size would be a wrong disk layout.
@@ -15,7 +18,7 @@ export function parseSize(value: unknown): number | null {
   if (typeof value === 'number') {
     bytes = value;
   } else if (typeof value === 'string') {
-    const m = /^([1-9][0-9]*)(K|M|G|T|KiB|MiB|GiB|TiB)?$/.exec(value);
+    const m = SIZE_FORM.exec(value);
     if (!m) return null;
     bytes = Number(m[1]) * UNITS[m[2] ?? '']!;
   } else {

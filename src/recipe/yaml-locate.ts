@@ -35,6 +35,12 @@ export class YamlLocator {
     return steps.length === path.length + 1 ? steps[steps.length - 1]!.node ?? undefined : undefined;
   }
 
+  /** The text of the scalar at `path` as written, or undefined for anything else. */
+  written(path: DataPath): string | undefined {
+    const node = this.node(path);
+    return isScalar(node) ? node.source : undefined;
+  }
+
   position(path: DataPath, anchor: Anchor): Position {
     const steps = this.walk(path);
     const complete = steps.length === path.length + 1;

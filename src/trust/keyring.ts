@@ -5,18 +5,19 @@ import { readFile } from 'node:fs/promises';
 import * as openpgp from 'openpgp';
 import { CairnError } from '../errors.js';
 
-const ARMOR_HEADER = '-----BEGIN PGP PUBLIC KEY BLOCK-----';
+// Armored keyrings are often several exports pasted together; openpgp reads one block per call.
+const ARMOR_BLOCK = /-----BEGIN PGP (PUBLIC|PRIVATE) KEY BLOCK-----[\s\S]*?-----END PGP \1 KEY BLOCK-----/g;
 
 /** Parses keyring bytes; `where` names the source in errors. */
 export async function parseKeyring(data: Uint8Array, where: string): Promise<openpgp.PublicKey[]> {
   if (data.length === 0) {
     throw new CairnError(`${where}: the keyring is empty`, 'export the signing keys into it (gpg --export KEYID > FILE)');
   }
-  const text = Buffer.from(data.subarray(0, 4096)).toString('latin1');
+  const blocks = Buffer.from(data).toString('latin1').match(ARMOR_BLOCK);
   let keys: openpgp.Key[];
   try {
-    keys = text.includes(ARMOR_HEADER)
-      ? await openpgp.readKeys({ armoredKeys: Buffer.from(data).toString('utf8') })
+    keys = blocks
+      ? (await Promise.all(blocks.map((armoredKeys) => openpgp.readKeys({ armoredKeys })))).flat()
       : await openpgp.readKeys({ binaryKeys: data });
   } catch (err) {
     throw new CairnError(

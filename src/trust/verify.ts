@@ -1,7 +1,8 @@
 // Signature checks for everything cairn trusts: the archive's InRelease, and later release
-// manifests and channel metadata. The rule: at least one good signature by a key in the
-// keyring; signatures by keys we do not hold are ignored (Debian signs with several keys);
-// a signature that claims a trusted key but does not verify fails the whole document,
+// manifests and channel metadata. The rule, as apt applies it: at least one good signature by
+// a usable key in the keyring. Signatures by keys we do not hold, or by keys that have expired
+// or been revoked, count for nothing (Debian signs with several keys and rotates them); a
+// signature that claims a usable trusted key but does not verify fails the whole document,
 // since that is what tampering looks like.
 import * as openpgp from 'openpgp';
 import { CairnError } from '../errors.js';
@@ -22,10 +23,6 @@ export interface Verified<T> {
 
 const CLEARTEXT_HEADER = '-----BEGIN PGP SIGNED MESSAGE-----';
 
-function isTrusted(keyID: openpgp.KeyID, keys: openpgp.PublicKey[]): boolean {
-  return keys.some((k) => k.getKeys(keyID).length > 0);
-}
-
 async function judge(
   signatures: { keyID: openpgp.KeyID; verified: Promise<true> }[],
   keys: openpgp.PublicKey[],
@@ -34,13 +31,20 @@ async function judge(
 ): Promise<string[]> {
   const keyring = opts.keyring ?? 'the keyring';
   const signers: string[] = [];
-  const strangers: string[] = [];
+  const ignored: string[] = [];
   for (const sig of signatures) {
     const id = sig.keyID.toHex().toUpperCase();
-    if (!isTrusted(sig.keyID, keys)) {
-      strangers.push(id);
-      // openpgp rejects this promise too; it must not surface as an unhandled rejection.
-      sig.verified.catch(() => undefined);
+    // openpgp rejects this promise for keys it cannot use; only awaited ones may reject unhandled.
+    sig.verified.catch(() => undefined);
+    const key = keys.find((k) => k.getKeys(sig.keyID).length > 0);
+    if (!key) {
+      ignored.push(id);
+      continue;
+    }
+    try {
+      await key.getSigningKey(sig.keyID, opts.date ?? new Date());
+    } catch (err) {
+      ignored.push(`${id}, whose key is unusable: ${(err as Error).message}`);
       continue;
     }
     try {
@@ -48,15 +52,15 @@ async function judge(
     } catch (err) {
       throw new CairnError(
         `${what}: the signature by ${id} (a key in ${keyring}) is invalid: ${(err as Error).message}`,
-        'the data was altered after signing, or the key is expired or revoked; do not use this source until it is fixed',
+        'the data was altered after signing; do not use this source until it is fixed',
       );
     }
     signers.push(id);
   }
   if (signers.length === 0) {
     throw new CairnError(
-      `${what}: signature does not verify with any key in ${keyring} (signed by ${strangers.join(', ') || 'nobody'})`,
-      `add the signer's public key to ${keyring} if you trust it`,
+      `${what}: signature does not verify with any key in ${keyring} (signed by ${ignored.join('; ') || 'nobody'})`,
+      `add the signer's current public key to ${keyring} if you trust it`,
     );
   }
   return signers;

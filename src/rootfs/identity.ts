@@ -1,0 +1,34 @@
+// What tells the image who it is: os-release (the recipe's name and version, as IMAGE_ID and
+// IMAGE_VERSION for systemd and update tooling), the hostname, and an empty machine-id, which
+// systemd reads as "first boot: generate one" so no two hosts share an id baked into the image.
+import type { Recipe } from '../recipe/types.js';
+import type { Tree } from './tree.js';
+
+const ROOT = { uid: 0, gid: 0 };
+
+// os-release(5) values are shell-quoted strings.
+function quote(value: string): string {
+  return `"${value.replace(/[\\"$`]/g, (c) => `\\${c}`)}"`;
+}
+
+export function osRelease(recipe: Pick<Recipe, 'name' | 'version' | 'base'>): string {
+  const fields: [string, string][] = [
+    ['PRETTY_NAME', `cairn ${recipe.name} ${recipe.version}`],
+    ['NAME', `cairn ${recipe.name}`],
+    ['ID', 'cairn'],
+    ['ID_LIKE', 'debian'],
+    ['VERSION', recipe.version],
+    ['VERSION_ID', recipe.version],
+    ['VERSION_CODENAME', recipe.base.suite],
+    ['IMAGE_ID', recipe.name],
+    ['IMAGE_VERSION', recipe.version],
+  ];
+  return fields.map(([k, v]) => `${k}=${quote(v)}\n`).join('');
+}
+
+export async function writeIdentity(tree: Tree, recipe: Pick<Recipe, 'name' | 'version' | 'base' | 'hostname'>): Promise<void> {
+  await tree.writeFile('usr/lib/os-release', [Buffer.from(osRelease(recipe))], 0o644, ROOT);
+  tree.symlink('etc/os-release', '../usr/lib/os-release', ROOT);
+  await tree.writeFile('etc/hostname', [Buffer.from(`${recipe.hostname}\n`)], 0o644, ROOT);
+  await tree.writeFile('etc/machine-id', [], 0o444, ROOT);
+}
