@@ -55,7 +55,7 @@ export function sourceDateEpoch(lock: Lockfile, env: NodeJS.ProcessEnv = process
 }
 
 /** Reads the kernel's /boot/config-* from the locked linux-image packages and checks the recipe's fragment. */
-async function checkKernel(recipe: Recipe, lock: Lockfile, options: RootfsStageOptions): Promise<void> {
+async function checkKernel(recipe: Recipe, lock: Lockfile, options: RootfsStageOptions): Promise<{ downloadedFiles: number; downloadedBytes: number }> {
   const candidates = lock.packages.filter((p) => p.name.startsWith('linux-image-'));
   const fetched = await fetchPackages(lock, candidates, options);
   for (const pkg of candidates) {
@@ -69,7 +69,7 @@ async function checkKernel(recipe: Recipe, lock: Lockfile, options: RootfsStageO
       `${pkg.name} ${pkg.version}: /${found.path}`,
     );
     options.log?.(`kernel ${pkg.name} ${pkg.version} satisfies ${recipe.kernel.config}`);
-    return;
+    return fetched;
   }
   throw new CairnError(
     `no kernel configuration found: none of ${candidates.map((p) => p.name).join(', ') || 'the locked packages (no linux-image-*)'} ships /boot/config-*`,
@@ -84,7 +84,7 @@ async function sha256File(path: string): Promise<string> {
 }
 
 export async function buildRootfs(recipe: Recipe, lock: Lockfile, options: RootfsStageOptions): Promise<RootfsStageResult> {
-  await checkKernel(recipe, lock, options);
+  const kernel = await checkKernel(recipe, lock, options);
   const fetched = await fetchPackages(lock, lock.packages, options);
   await mkdir(options.outDir, { recursive: true });
   const rootfs = join(options.outDir, 'rootfs');
@@ -115,7 +115,7 @@ export async function buildRootfs(recipe: Recipe, lock: Lockfile, options: Rootf
     tar,
     tarSha256: await sha256File(tar),
     packages: lock.packages.length,
-    downloadedFiles: fetched.downloadedFiles,
-    downloadedBytes: fetched.downloadedBytes,
+    downloadedFiles: kernel.downloadedFiles + fetched.downloadedFiles,
+    downloadedBytes: kernel.downloadedBytes + fetched.downloadedBytes,
   };
 }
