@@ -3,6 +3,7 @@
 // been placed safely, so the container is validated strictly and every failure names the file.
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
+import { Readable } from 'node:stream';
 import tar from 'tar-stream';
 import { CairnError } from '../errors.js';
 import { type Paragraph, parseControl } from './control.js';
@@ -128,23 +129,116 @@ export async function readDebLayout(debPath: string): Promise<DebLayout> {
 type EntryHandler = (header: tar.Header, body: AsyncIterable<Buffer>) => Promise<boolean | void>;
 
 /**
+ * A member being decompressed ahead of its reader: the decompressor runs as soon as this is
+ * made, and its output waits in memory up to `cap` bytes, beyond which the decompressor is
+ * paused until the reader catches up. Errors of the file or the decompressor are kept for the
+ * reader; `destroy` stops everything (the reader gave up, or never came).
+ */
+export class MemberReadAhead {
+  private readonly source: Readable;
+  private readonly unpack: ReturnType<typeof decompressor>;
+  private chunks: Buffer[] = [];
+  private head = 0;
+  private buffered = 0;
+  private ended = false;
+  private error: Error | null = null;
+  private wake: (() => void) | null = null;
+  private taken = false;
+
+  constructor(debPath: string, readonly member: ArMember & { compression: CompressionKind }, private readonly cap: number) {
+    if (member.size === 0) throw debError(debPath, `${member.name} is empty`);
+    this.source = createReadStream(debPath, { start: member.offset, end: member.offset + member.size - 1 });
+    this.unpack = decompressor(member.compression);
+    const fail = (err: Error) => {
+      this.error ??= err;
+      this.notify();
+    };
+    this.source.on('error', fail);
+    this.unpack.on('error', fail);
+    this.unpack.on('data', (chunk: Buffer) => {
+      this.chunks.push(chunk);
+      this.buffered += chunk.length;
+      if (this.buffered >= this.cap) this.unpack.pause();
+      this.notify();
+    });
+    this.unpack.on('end', () => {
+      this.ended = true;
+      this.notify();
+    });
+    this.source.pipe(this.unpack);
+  }
+
+  private notify(): void {
+    const wake = this.wake;
+    this.wake = null;
+    wake?.();
+  }
+
+  /** The decompressed bytes, once; a failure of the file or decompressor is thrown as soon as it is known. */
+  async *read(): AsyncGenerator<Buffer> {
+    if (this.taken) throw new Error('a member read ahead can be read only once');
+    this.taken = true;
+    for (;;) {
+      if (this.error !== null) throw this.error;
+      if (this.head < this.chunks.length) {
+        const chunk = this.chunks[this.head]!;
+        this.chunks[this.head++] = undefined as unknown as Buffer;
+        if (this.head > 1024 && this.head * 2 > this.chunks.length) {
+          this.chunks = this.chunks.slice(this.head);
+          this.head = 0;
+        }
+        this.buffered -= chunk.length;
+        if (this.buffered < this.cap && this.unpack.isPaused() && !this.ended) this.unpack.resume();
+        yield chunk;
+        continue;
+      }
+      if (this.ended) return;
+      await new Promise<void>((resolve) => { this.wake = resolve; });
+    }
+  }
+
+  destroy(): void {
+    this.source.destroy();
+    this.unpack.destroy();
+    this.chunks = [];
+    this.head = 0;
+    this.buffered = 0;
+  }
+}
+
+/**
  * Streams the tar entries of one member through `onEntry`. The body is drained after the handler
  * returns, so handlers read only what they need; a handler returning false stops early.
  */
-async function forEachTarEntry(debPath: string, member: DebLayout['data'], onEntry: EntryHandler): Promise<void> {
+async function forEachTarEntry(debPath: string, member: DebLayout['data'], onEntry: EntryHandler, ahead?: MemberReadAhead): Promise<void> {
   const label = `${debPath}: ${member.name}`;
   if (member.size === 0) throw debError(debPath, `${member.name} is empty`);
-  const source = createReadStream(debPath, { start: member.offset, end: member.offset + member.size - 1 });
-  const unpack = decompressor(member.compression);
   const extract = tar.extract();
   let failure: Error | null = null;
   const fail = (err: Error) => {
     failure ??= err;
     extract.destroy(err);
   };
-  source.on('error', fail);
-  unpack.on('error', fail);
-  source.pipe(unpack).pipe(extract);
+  let stop: () => void;
+  if (ahead === undefined) {
+    const source = createReadStream(debPath, { start: member.offset, end: member.offset + member.size - 1 });
+    const unpack = decompressor(member.compression);
+    source.on('error', fail);
+    unpack.on('error', fail);
+    source.pipe(unpack).pipe(extract);
+    stop = () => {
+      source.destroy();
+      unpack.destroy();
+    };
+  } else {
+    const feed = Readable.from(ahead.read(), { objectMode: false });
+    feed.on('error', fail);
+    feed.pipe(extract);
+    stop = () => {
+      feed.destroy();
+      ahead.destroy();
+    };
+  }
   // The handler's own errors (a rejected entry) pass through as they are; stream errors get the
   // name of the .deb and member.
   let handlerError: unknown;
@@ -169,8 +263,7 @@ async function forEachTarEntry(debPath: string, member: DebLayout['data'], onEnt
     // tar-stream reports a broken archive with a bare message ("Invalid tar header", …).
     throw debError(label, `not a valid tar archive: ${(cause as Error).message}`);
   } finally {
-    source.destroy();
-    unpack.destroy();
+    stop();
     extract.destroy();
   }
   if (failure !== null) throw debError(label, (failure as Error).message);
@@ -229,9 +322,26 @@ export async function readDebControl(debPath: string): Promise<DebControl> {
  * Calls `onEntry` for every entry of the data member, in archive order, streaming: the payload
  * is never held in memory. The handler must consume `body` or leave it; it is drained after.
  */
-export async function forEachDataEntry(debPath: string, onEntry: (header: tar.Header, body: AsyncIterable<Buffer>) => Promise<void>): Promise<void> {
+export async function forEachDataEntry(
+  debPath: string,
+  onEntry: (header: tar.Header, body: AsyncIterable<Buffer>) => Promise<void>,
+  ahead?: MemberReadAhead,
+): Promise<void> {
+  if (ahead !== undefined) {
+    await forEachTarEntry(debPath, ahead.member, onEntry, ahead);
+    return;
+  }
   const layout = await readDebLayout(debPath);
   await forEachTarEntry(debPath, layout.data, onEntry);
+}
+
+/**
+ * Starts decompressing the data member of `debPath` for a later `forEachDataEntry`, holding at
+ * most `cap` decompressed bytes until it is read. The caller must read or destroy it.
+ */
+export async function readDataAhead(debPath: string, cap: number): Promise<MemberReadAhead> {
+  const layout = await readDebLayout(debPath);
+  return new MemberReadAhead(debPath, layout.data, cap);
 }
 
 /**

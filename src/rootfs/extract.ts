@@ -2,7 +2,7 @@
 // the /usr merge applied, owners and modes kept, and every entry that could escape the tree or
 // exceed what its package declares rejected before anything of it is written.
 import type tar from 'tar-stream';
-import { entryPath, forEachDataEntry, readDebControl } from '../debian/deb-reader.js';
+import { type DebControl, type MemberReadAhead, entryPath, forEachDataEntry, readDataAhead, readDebControl } from '../debian/deb-reader.js';
 import { getField } from '../debian/control.js';
 import type { LockedPackage } from '../debian/types.js';
 import { CairnError } from '../errors.js';
@@ -35,6 +35,31 @@ export interface ExtractionReport {
 const SIZE_SLACK = 2;
 const SIZE_MARGIN = 1 << 20;
 const UNDECLARED_CAP = 4 * 1024 ** 3;
+
+// Packages are placed one after another, in lock order, but decompressing them is most of the
+// work and runs in child processes: the next few are decompressed meanwhile, on the other cores,
+// each holding at most its share of READ_AHEAD_BYTES in memory until its turn.
+const READ_AHEAD_PACKAGES = 3;
+const READ_AHEAD_BYTES = 512 * 1024 ** 2;
+const READ_AHEAD_CAP = Math.floor(READ_AHEAD_BYTES / (READ_AHEAD_PACKAGES + 1));
+
+interface Prepared {
+  control: Promise<DebControl>;
+  data: Promise<MemberReadAhead>;
+}
+
+function prepare(deb: DebInput): Prepared {
+  const control = readDebControl(deb.path);
+  const data = readDataAhead(deb.path, READ_AHEAD_CAP);
+  // Failures surface when the package's turn comes, in lock order; until then they wait here.
+  control.catch(() => undefined);
+  data.catch(() => undefined);
+  return { control, data };
+}
+
+function discard(prepared: Prepared): void {
+  prepared.data.then((ahead) => ahead.destroy(), () => undefined);
+}
 
 const HOSTILE_HINT = 'the package is malformed or hostile; nothing was written outside the staging tree';
 
@@ -78,10 +103,40 @@ export async function extractPackages(tree: Tree, debs: DebInput[], log?: (line:
   for (const dir of MERGED_DIRS) tree.symlink(dir, `usr/${dir}`, { uid: 0, gid: 0 });
   const placedBy = new Map<string, string>();
 
-  for (const deb of debs) {
+  const prepared = new Map<number, Prepared>();
+  const preparedFor = (index: number): Prepared => {
+    for (let i = index; i < Math.min(debs.length, index + 1 + READ_AHEAD_PACKAGES); i++) {
+      if (!prepared.has(i)) prepared.set(i, prepare(debs[i]!));
+    }
+    const own = prepared.get(index)!;
+    prepared.delete(index);
+    return own;
+  };
+  try {
+    for (const [index, deb] of debs.entries()) {
+      const own = preparedFor(index);
+      try {
+        await extractOne(deb, own);
+      } catch (err) {
+        discard(own);
+        throw err;
+      }
+    }
+  } finally {
+    for (const rest of prepared.values()) discard(rest);
+  }
+
+  // Merge links nobody filled (lib32 on amd64) would dangle; drop them.
+  for (const dir of MERGED_DIRS) {
+    if (tree.lstat(`usr/${dir}`) === undefined) tree.remove(dir);
+  }
+  return report;
+
+  async function extractOne(deb: DebInput, own: Prepared): Promise<void> {
     const { pkg } = deb;
     const label = `${pkg.name} ${pkg.version}`;
-    const { fields } = await readDebControl(deb.path);
+    const { fields } = await own.control;
+    checkIdentity(fields, deb);
     checkIdentity(fields, deb);
     const budget = packageBudget(fields, label);
     const contents: PackageContents = { name: pkg.name, version: pkg.version, paths: [], bytes: 0 };
@@ -161,13 +216,7 @@ export async function extractPackages(tree: Tree, debs: DebInput[], log?: (line:
         throw new CairnError(`${label} (${deb.path}): entry "${header.name}": ${(err as Error).message}`,
           err instanceof TreePathError || !('code' in (err as object)) ? HOSTILE_HINT : undefined);
       }
-    });
+    }, await own.data);
     report.packages.push(contents);
   }
-
-  // Merge links nobody filled (lib32 on amd64) would dangle; drop them.
-  for (const dir of MERGED_DIRS) {
-    if (tree.lstat(`usr/${dir}`) === undefined) tree.remove(dir);
-  }
-  return report;
 }

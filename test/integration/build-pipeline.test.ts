@@ -68,7 +68,8 @@ function recipeText(packages: string[], kernelConfig = 'kernel.config'): string 
 // Asynchronous on purpose: the repository server runs in this process and must keep answering.
 function cairn(...args: string[]): Promise<{ status: number; stdout: string; stderr: string; json: any }> {
   return new Promise((resolve) => {
-    const out = args[0] === 'build' ? ['--out', join(work, 'images')] : [];
+    // The packages here are fakes: the tree is as far as they go.
+    const out = args[0] === 'build' ? ['--out', join(work, 'images'), '--stage', 'rootfs'] : [];
     execFile(process.execPath, [cli, ...args, '--cache', join(work, 'cache'), ...out], { encoding: 'utf8', cwd: work }, (err, stdout, stderr) => {
       const status = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
       resolve({ status, stdout, stderr, json: status === 0 && stdout.startsWith('{') ? JSON.parse(stdout) : null });

@@ -40,7 +40,7 @@ test('the tiny recipe validates without Essential packages and with a script as 
   const recipe = await loadRecipe(join(root, 'recipes/tiny.yaml'));
   assert.equal(recipe.base.essential, false);
   assert.equal(recipe.base.priority, 'none');
-  assert.deepEqual(recipe.packages, ['busybox-static', 'tiny-initramfs']);
+  assert.deepEqual(recipe.packages, ['busybox-static', 'tiny-initramfs', 'systemd-boot-efi']);
   assert.deepEqual(recipe.users, []);
   const init = recipe.files.find((f) => f.path === recipe.init);
   assert.ok(init, 'init script is placed by files');

@@ -31,7 +31,7 @@ function cairnValidate(...args: string[]): { status: number | null; stdout: stri
 
 test('validate reports a good recipe with its name, version and package count', () => {
   const file = join(root, 'recipes/tiny.yaml');
-  assert.deepEqual(cairnValidate(file), { status: 0, stdout: `${file}: ok (tiny 0.1.0, 2 packages)\n`, stderr: '' });
+  assert.deepEqual(cairnValidate(file), { status: 0, stdout: `${file}: ok (tiny 0.1.0, 3 packages)\n`, stderr: '' });
 });
 
 test('validate prints every problem and exits non-zero', () => {
