@@ -24,7 +24,11 @@ function toolStream(command: string, args: string[]): Duplex {
   // error for the reader rather than a silently short stream.
   const output = new PassThrough();
   child.stdout.pipe(output, { end: false });
-  const duplex = Duplex.from({ writable: child.stdin, readable: output });
+  // The tool may exit before reading all its input (corrupt data): the pipe error that writing
+  // then raises says nothing, so it is dropped and the exit status below reports the cause.
+  const input = new PassThrough();
+  input.pipe(child.stdin);
+  const duplex = Duplex.from({ writable: input, readable: output });
   child.on('error', (err) => duplex.destroy(new CairnError(`cannot run ${command}: ${err.message}`, `install it (apt-get install ${command === 'xz' ? 'xz-utils' : command})`)));
   child.on('close', (code) => {
     if (code === 0) output.end();

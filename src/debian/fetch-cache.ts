@@ -4,9 +4,9 @@
 // hostile mirror can at worst make a download fail, never put wrong bytes in place.
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { dirname, isAbsolute, join } from 'node:path';
+import { basename, dirname, isAbsolute, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EnvHttpProxyAgent, interceptors, request, type Dispatcher } from 'undici';
 import { CairnError } from '../errors.js';
@@ -242,8 +242,8 @@ export class FetchCache {
   /** Downloads one item into place; returns the bytes transferred. */
   private async download(item: FetchItem, progress?: Progress): Promise<number> {
     const final = this.pathFor(item.sha256);
-    const part = `${final}.part`;
     await mkdir(dirname(final), { recursive: true });
+    const part = await claimPart(final);
     const tally: Tally = { transferred: 0, shown: 0, progress };
     try {
       await withRetries(item.url, () => this.attempt(item, part, tally));
@@ -343,4 +343,32 @@ export class FetchCache {
       'the mirror is broken or hostile; cairn stopped reading',
     );
   }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * The partial file this process downloads `final` into. Each process has its own, so two builds
+ * sharing a cache never write into one file (or into a file the other already renamed into
+ * place); a part left by a process that died is adopted, so the download resumes.
+ */
+async function claimPart(final: string): Promise<string> {
+  const mine = `${final}.part-${process.pid}`;
+  const prefix = `${basename(final)}.part-`;
+  for (const name of await readdir(dirname(final))) {
+    if (!name.startsWith(prefix)) continue;
+    const pid = Number(name.slice(prefix.length));
+    if (pid === process.pid || !Number.isInteger(pid) || processAlive(pid)) continue;
+    // Another process may adopt the same part at the same moment: whoever renames first has it.
+    await rename(join(dirname(final), name), mine).catch(() => undefined);
+    break;
+  }
+  return mine;
 }
