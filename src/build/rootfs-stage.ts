@@ -1,7 +1,5 @@
 // The rootfs stage: fetch the locked packages, check the kernel before anything is built, and
 // assemble the root tree plus a reproducible tar of it, all or nothing.
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { mkdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readDebFile } from '../debian/deb-reader.js';
@@ -10,6 +8,7 @@ import type { Lockfile } from '../debian/lockfile.js';
 import type { Progress } from '../debian/progress.js';
 import type { LockedPackage } from '../debian/types.js';
 import { CairnError } from '../errors.js';
+import { sha256File } from '../hash-file.js';
 import { assertKernelConfig, parseKernelConfig } from '../image/kernel-config.js';
 import type { Recipe } from '../recipe/types.js';
 import { assembleRoot } from '../rootfs/assemble.js';
@@ -77,11 +76,6 @@ async function checkKernel(recipe: Recipe, lock: Lockfile, options: RootfsStageO
   );
 }
 
-async function sha256File(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
 
 export async function buildRootfs(recipe: Recipe, lock: Lockfile, options: RootfsStageOptions): Promise<RootfsStageResult> {
   const kernel = await checkKernel(recipe, lock, options);
@@ -113,7 +107,7 @@ export async function buildRootfs(recipe: Recipe, lock: Lockfile, options: Rootf
   return {
     rootfs,
     tar,
-    tarSha256: await sha256File(tar),
+    tarSha256: (await sha256File(tar)).toString('hex'),
     packages: lock.packages.length,
     downloadedFiles: kernel.downloadedFiles + fetched.downloadedFiles,
     downloadedBytes: kernel.downloadedBytes + fetched.downloadedBytes,

@@ -10,6 +10,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { type FileHandle, open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { sha256File } from '../hash-file.js';
 import { CairnError } from '../errors.js';
 
 const ALGORITHM = 'sha256';
@@ -183,16 +184,6 @@ async function readFull(file: FileHandle, buffer: Buffer, length: number, positi
   return done;
 }
 
-async function sha256File(path: string): Promise<Buffer> {
-  const hash = createHash(ALGORITHM);
-  const file = await open(path, 'r');
-  try {
-    for await (const chunk of file.createReadStream({ highWaterMark: READ_CHUNK, autoClose: false })) hash.update(chunk as Buffer);
-  } finally {
-    await file.close();
-  }
-  return hash.digest();
-}
 
 /** The tree levels (everything after the superblock block) and the root digest. */
 async function buildTree(dataPath: string, layout: VerityLayout, salt: Buffer): Promise<{ area: Buffer; root: Buffer }> {

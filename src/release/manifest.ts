@@ -1,13 +1,12 @@
 // manifest.json: what a build produced, each artifact's size and SHA-256 and the verity root
 // hash, signed with a detached OpenPGP signature (manifest.json.asc). Releases ship it as is.
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type * as openpgp from 'openpgp';
 import { Ajv } from 'ajv';
 import { CairnError } from '../errors.js';
 import { writeFileAtomic } from '../fs-atomic.js';
+import { sha256File } from '../hash-file.js';
 import { signDetached, verifyDetached } from '../trust/verify.js';
 import schema from './manifest.schema.json' with { type: 'json' };
 
@@ -37,9 +36,7 @@ const MAX_MANIFEST = 1 << 20;
 const validate = new Ajv().compile<Manifest>(schema);
 
 export async function hashFile(path: string): Promise<ArtifactEntry> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-  return { size: (await stat(path)).size, sha256: hash.digest('hex') };
+  return { size: (await stat(path)).size, sha256: (await sha256File(path)).toString('hex') };
 }
 
 export async function artifactEntries(paths: string[]): Promise<Record<string, ArtifactEntry>> {
