@@ -1,14 +1,18 @@
 import { randomBytes } from 'node:crypto';
-import { open, rename, rm } from 'node:fs/promises';
+import { type FileHandle, open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
-/** Replaces `path` with `data` so a reader or a crash sees the old file or the new one, never a mix. */
-export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+/**
+ * Creates `path` through `fill`, which writes a new temporary file beside it; the file is
+ * synced and renamed into place only when `fill` succeeds, so a reader or a crash sees the old
+ * file or the complete new one, never a mix, and a failure leaves nothing behind.
+ */
+export async function writeAtomic(path: string, fill: (handle: FileHandle) => Promise<void>, mode = 0o644): Promise<void> {
   const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
   try {
     const handle = await open(tmp, 'wx', mode);
     try {
-      await handle.writeFile(data);
+      await fill(handle);
       await handle.sync();
     } finally {
       await handle.close();
@@ -24,4 +28,8 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, m
   } finally {
     await dir.close();
   }
+}
+
+export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+  await writeAtomic(path, (handle) => handle.writeFile(data), mode);
 }

@@ -7,11 +7,11 @@
 // blocks last. Every digest is sha256(salt || block); each hash block holds as many digests
 // as fit (a power of two) and is zero-padded. The root hash is the digest of the top block,
 // or of the only data block when the data is one block long (the tree then has no levels).
-import { createHash, randomBytes } from 'node:crypto';
-import { type FileHandle, open, rename, rm } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { type FileHandle, open } from 'node:fs/promises';
 import { sha256File } from '../hash-file.js';
 import { CairnError } from '../errors.js';
+import { writeAtomic } from '../fs-atomic.js';
 
 const ALGORITHM = 'sha256';
 const DIGEST_SIZE = 32;
@@ -254,7 +254,9 @@ export async function computeVerity(dataPath: string, hashPath: string, options:
   const uuid = options.uuid ?? uuidFromSalt(salt);
   const superblock = encodeSuperblock({ uuid, algorithm: ALGORITHM, dataBlockSize, hashBlockSize, dataBlocks: layout.dataBlocks, salt });
   const { area, root } = await buildTree(dataPath, layout, salt);
-  await writeAtomic(hashPath, [superblock, area]);
+  await writeAtomic(hashPath, async (file) => {
+    for (const part of [superblock, area]) await file.write(part);
+  });
   return { rootHash: root.toString('hex'), salt: salt.toString('hex'), uuid, dataBlocks: layout.dataBlocks, dataBlockSize, hashBlockSize, hashSize: layout.hashDeviceSize };
 }
 
@@ -267,22 +269,6 @@ async function fileSize(path: string): Promise<number> {
   }
 }
 
-async function writeAtomic(path: string, parts: Buffer[]): Promise<void> {
-  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
-  try {
-    const file = await open(tmp, 'wx', 0o644);
-    try {
-      for (const part of parts) await file.write(part);
-      await file.sync();
-    } finally {
-      await file.close();
-    }
-    await rename(tmp, path);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
-}
 
 export type VerityCheck =
   | { ok: true; superblock: VeritySuperblock }

@@ -4,10 +4,11 @@
 // store) and checks the whole-image SHA-256 at the end. The index is covered by the release
 // manifest's signature; validateChunkIndex is what stands between an index from the network and
 // the code that trusts its numbers.
-import { createHash, randomBytes } from 'node:crypto';
-import { open, rename, rm, stat } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { stat } from 'node:fs/promises';
+import { basename } from 'node:path';
 import { CairnError } from '../errors.js';
+import { writeAtomic } from '../fs-atomic.js';
 import { ChunkParams, DEFAULT_CHUNK_PARAMS, chunkFile, validateChunkParams } from './chunker.js';
 import { ChunkSource, ChunkStore, PutResult, isSha256Hex, maxStoredSize } from './chunk-store.js';
 
@@ -162,41 +163,24 @@ export function validateChunkIndex(data: unknown): ChunkIndex {
  */
 export async function reassemble(index: ChunkIndex, source: ChunkSource, outPath: string): Promise<void> {
   const checked = validateChunkIndex(index);
-  const tmp = join(dirname(outPath), `.${basename(outPath)}.${randomBytes(6).toString('hex')}.tmp`);
   const whole = createHash('sha256');
   let written = 0;
-  try {
-    const handle = await open(tmp, 'wx', 0o644);
-    try {
-      for (const c of checked.chunks) {
-        const data = await source.get(c.sha256, c.size);
-        if (data.length !== c.size) throw new CairnError(`chunk ${c.sha256}: got ${data.length} bytes, expected ${c.size}`);
-        whole.update(data);
-        let done = 0;
-        while (done < data.length) {
-          const { bytesWritten } = await handle.write(data, done, data.length - done, c.offset + done);
-          done += bytesWritten;
-        }
-        written += data.length;
+  await writeAtomic(outPath, async (handle) => {
+    for (const c of checked.chunks) {
+      const data = await source.get(c.sha256, c.size);
+      if (data.length !== c.size) throw new CairnError(`chunk ${c.sha256}: got ${data.length} bytes, expected ${c.size}`);
+      whole.update(data);
+      let done = 0;
+      while (done < data.length) {
+        const { bytesWritten } = await handle.write(data, done, data.length - done, c.offset + done);
+        done += bytesWritten;
       }
-      if (written !== checked.size) throw new CairnError(`reassembled ${written} bytes of ${checked.image}, expected ${checked.size}`);
-      const actual = whole.digest('hex');
-      if (actual !== checked.sha256) {
-        throw new CairnError(`reassembled ${checked.image} has SHA-256 ${actual}, the index says ${checked.sha256}`);
-      }
-      await handle.sync();
-    } finally {
-      await handle.close();
+      written += data.length;
     }
-    await rename(tmp, outPath);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
-  const dir = await open(dirname(outPath), 'r');
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
-  }
+    if (written !== checked.size) throw new CairnError(`reassembled ${written} bytes of ${checked.image}, expected ${checked.size}`);
+    const actual = whole.digest('hex');
+    if (actual !== checked.sha256) {
+      throw new CairnError(`reassembled ${checked.image} has SHA-256 ${actual}, the index says ${checked.sha256}`);
+    }
+  });
 }

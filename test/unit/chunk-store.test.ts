@@ -8,23 +8,13 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { brotliCompressSync } from 'node:zlib';
 import { CairnError } from '../../src/errors.js';
+import { prngBytes } from '../fixtures/seeded-bytes.js';
 import { buildChunkIndex, ChunkIndex, reassemble, validateChunkIndex } from '../../src/release/chunk-index.js';
 import { ChunkStore, PutResult } from '../../src/release/chunk-store.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
-function prngBytes(length: number, seed: number): Buffer {
-  const words = new Uint32Array(Math.ceil(length / 4));
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < words.length; i++) {
-    x ^= x << 13; x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5; x >>>= 0;
-    words[i] = x;
-  }
-  return Buffer.from(words.buffer, 0, length);
-}
 
 /** Somewhat compressible data: random words from a small vocabulary. */
 function textish(length: number, seed: number): Buffer {

@@ -8,23 +8,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { CairnError } from '../../src/errors.js';
+import { prngBytes } from '../fixtures/seeded-bytes.js';
 import { Chunk, ChunkParams, DEFAULT_CHUNK_PARAMS, GEAR_TABLE, chunkFile, chunkStream, validateChunkParams } from '../../src/release/chunker.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
-/** Deterministic pseudo-random bytes (xorshift32), so failures reproduce. */
-function prngBytes(length: number, seed: number): Buffer {
-  const words = new Uint32Array(Math.ceil(length / 4));
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < words.length; i++) {
-    x ^= x << 13; x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5; x >>>= 0;
-    words[i] = x;
-  }
-  return Buffer.from(words.buffer, 0, length);
-}
 
 /** Feeds `data` in reads of `readSize` bytes (each a fresh copy, as a file stream would). */
 async function* reads(data: Buffer, readSize: number): AsyncGenerator<Buffer> {
