@@ -3,11 +3,11 @@
 // for nothing.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { after, before, beforeEach, describe, test } from 'node:test';
+import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
 import { FetchCache, type FetchItem } from '../../src/debian/fetch-cache.js';
 import { Progress } from '../../src/debian/progress.js';
 import { CairnError } from '../../src/errors.js';
@@ -54,6 +54,9 @@ before(async () => {
 after(async () => {
   await server.close();
   await repo.cleanup();
+});
+afterEach(async () => {
+  await rm(cacheDir, { recursive: true, force: true });
 });
 beforeEach(async () => {
   cacheDir = await mkdtemp(join(tmpdir(), 'cairn-cache-'));
