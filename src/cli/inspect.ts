@@ -2,7 +2,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { CairnError } from '../errors.js';
-import { runTool } from '../image/esp.js';
+import { runTool } from '../host-tool.js';
 import { readGpt } from '../image/gpt.js';
 import { ESP_TYPE, partitionTypes } from '../image/partition-types.js';
 import { MANIFEST, SIGNATURE, parseManifest, type Manifest } from '../release/manifest.js';

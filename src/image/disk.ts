@@ -5,7 +5,7 @@ import { chmod, copyFile, type FileHandle, lchown, lstat, lutimes, mkdir, mkdtem
 import { basename, dirname, join } from 'node:path';
 import { CairnError } from '../errors.js';
 import type { DiskSpec } from '../recipe/types.js';
-import { runTool } from './esp.js';
+import { runTool } from '../host-tool.js';
 import { MiB, writeGpt, type GptLayout, type GptPartitionSpec } from './gpt.js';
 import { ESP_TYPE, GPT_FLAG_READ_ONLY, partitionTypes } from './partition-types.js';
 import { formatUuid, verityPartitionUuids } from './verity.js';

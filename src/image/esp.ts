@@ -1,29 +1,12 @@
 // The EFI System Partition image: FAT made by mkfs.fat and filled by mtools without mounting,
 // with every timestamp, the volume id and the directory order fixed so the image is reproducible.
-import { spawn } from 'node:child_process';
+import { runTool } from '../host-tool.js';
 import { createHash, randomBytes } from 'node:crypto';
 import { copyFile, mkdir, mkdtemp, open, rename, rm, utimes, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { CairnError } from '../errors.js';
 import { partitionTypes } from './partition-types.js';
 
-const TOOL_PACKAGES: Record<string, string> = { 'mkfs.vfat': 'dosfstools', mcopy: 'mtools', 'mkfs.ext4': 'e2fsprogs' };
-
-/** Runs a build-host tool; its failure is the user's to fix (missing tool, full disk), so it is a CairnError. */
-export function runTool(command: string, args: string[], env: Record<string, string> = {}): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    child.on('error', (err) => reject(new CairnError(`cannot run ${command}: ${err.message}`, `install ${TOOL_PACKAGES[command] ?? command} on the build host`)));
-    child.on('close', (code) => {
-      if (code === 0) resolve(stdout);
-      else reject(new CairnError(`${command} ${args.join(' ')} failed: ${stderr.trim() || stdout.trim() || `exit code ${code}`}`));
-    });
-  });
-}
 
 export type EspFile = { path: string; source: string } | { path: string; content: string };
 

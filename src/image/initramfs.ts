@@ -1,6 +1,6 @@
 // The initramfs: cairn's init as /init plus the kernel modules it loads, laid out as docs/initramfs.md
 // describes (/lib/modules/<file>.ko decompressed, /etc/cairn/modules naming them in load order).
-import { spawn } from 'node:child_process';
+import { runToolBytes } from '../host-tool.js';
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { CairnError } from '../errors.js';
@@ -51,20 +51,7 @@ function initramfsEntries(init: Uint8Array, modules: readonly KernelModule[]): C
  * thread so the output does not depend on the host's CPUs.
  */
 function xzForKernel(data: Buffer): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('xz', ['--format=xz', '--check=crc32', '--lzma2=preset=9,dict=8MiB', '-T1', '-c'], { stdio: ['pipe', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => out.push(d));
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    child.on('error', (err) => reject(new CairnError(`cannot run xz: ${err.message}`, 'install it (apt-get install xz-utils)')));
-    child.on('close', (code) => {
-      if (code === 0) resolve(Buffer.concat(out));
-      else reject(new CairnError(`xz could not compress the initramfs: ${stderr.trim() || `exit code ${code}`}`));
-    });
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(data);
-  });
+  return runToolBytes('xz', ['--format=xz', '--check=crc32', '--lzma2=preset=9,dict=8MiB', '-T1', '-c'], { input: data });
 }
 
 /** Writes the xz-compressed newc initramfs to `output`; the same inputs always give the same bytes. */
