@@ -53,13 +53,13 @@ test('tiny boots through systemd-boot and cairn-init onto a verified, read-only 
   assert.deepEqual(await ukiNames(disk), ['tiny_0.1.0+3.efi']);
   const guest = await SerialConsole.boot({ disk });
   try {
-    const [, hash, device] = await guest.waitFor(/cairn-init: verity usr ([0-9a-f]{64}) on (\S+)/, 180_000);
+    const [, hash, device] = await guest.waitFor(/cairn-init: verity usr ([0-9a-f]{64}) on (\S+)\n/, 180_000);
     assert.equal(hash, rootHash, 'the verity device carries the manifest root hash');
     assert.match(device!, /^\/dev\/vda\d+$/);
     await guest.waitFor(/cairn-tiny: up/, 120_000);
     await guest.waitFor(/# /, 30_000);
     guest.type("grep ' /usr ' /proc/mounts; touch /usr/cairn-probe; echo probe-rc=$?; cat /sys/block/dm-0/dm/name");
-    const [, rc] = await guest.waitFor(/probe-rc=(\d+)/, 60_000);
+    const [, rc] = await guest.waitFor(/probe-rc=(\d+)\n/, 60_000);
     assert.notEqual(rc, '0', 'writing to /usr fails');
     assert.match(guest.output, /^\/dev\/(mapper\/usr|dm-0) \/usr erofs ro[ ,]/m, '/usr is the dm-verity device, EROFS, read-only');
     assert.match(guest.output, /Read-only file system/);

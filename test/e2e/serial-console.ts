@@ -28,7 +28,11 @@ export class SerialConsole {
     return this.text;
   }
 
-  /** Resolves with the first match of `pattern`; rejects on timeout or when QEMU exits first. */
+  /**
+   * Resolves with the first match of `pattern`; rejects on timeout or when QEMU exits first.
+   * Output arrives in arbitrary chunks, so a pattern that ends in a variable-length capture
+   * must end in `\n` or it can match half a line.
+   */
   waitFor(pattern: RegExp, timeoutMs: number): Promise<RegExpMatchArray> {
     const existing = this.text.match(pattern);
     if (existing) return Promise.resolve(existing);
