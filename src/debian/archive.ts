@@ -7,7 +7,7 @@ import { CairnError } from '../errors.js';
 import { loadKeyring } from '../trust/keyring.js';
 import { verifyCleartext } from '../trust/verify.js';
 import { compressionOf, decompressBuffer } from './decompress.js';
-import { fetchBytes, type FetchCache } from './fetch-cache.js';
+import { fetchArchiveBytes, type FetchCache } from './fetch-cache.js';
 import { parsePackagesIndex } from './packages-index.js';
 import type { Progress } from './progress.js';
 import { parseRelease, type IndexEntry, type ReleaseFile } from './release-file.js';
@@ -130,7 +130,7 @@ export async function openArchive(opts: ArchiveOptions): Promise<Archive> {
   const keys = await loadKeyring(opts.keyring);
   const distsUrl = `${mirror}/dists/${opts.suite}`;
   const where = `InRelease from ${distsUrl}`;
-  const inRelease = await fetchBytes(`${distsUrl}/InRelease`, MAX_INRELEASE_BYTES);
+  const inRelease = await fetchArchiveBytes(`${distsUrl}/InRelease`, MAX_INRELEASE_BYTES);
   const verified = await verifyCleartext(inRelease.toString('utf8'), keys, where, { keyring: opts.keyring, date: opts.now });
   const release = parseRelease(verified.data, where, { now: opts.now });
   checkCoverage(release, opts, where);

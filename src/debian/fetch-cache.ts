@@ -7,9 +7,9 @@ import { createReadStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { basename, dirname, isAbsolute, join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { EnvHttpProxyAgent, interceptors, request, type Dispatcher } from 'undici';
+import { request } from 'undici';
 import { CairnError } from '../errors.js';
+import { dispatcherFor, fetchBytes, HttpOptions, statusError, TransientError, withRetries } from '../http.js';
 import type { Progress } from './progress.js';
 
 export interface FetchItem {
@@ -36,16 +36,8 @@ export interface FetchResult {
   cachedFiles: number;
 }
 
-const ATTEMPTS = 3;
-const RETRY_DELAY_MS = 300;
 const SHA256_HEX = /^[0-9a-f]{64}$/;
-
-// Honours http_proxy/https_proxy/no_proxy as apt does; mirrors may redirect (http → https, CDN).
-const dispatcher: Dispatcher = new EnvHttpProxyAgent({
-  connect: { timeout: 30_000 },
-  headersTimeout: 30_000,
-  bodyTimeout: 60_000,
-}).compose(interceptors.redirect({ maxRedirections: 5 }));
+const NOT_FOUND_HINT = 'check the mirror URL and suite, or refresh the lock (cairn lock) if the archive moved on';
 
 /** Bytes of one item: sent over the network, and shown so far (taken back on a restart). */
 interface Tally {
@@ -59,56 +51,9 @@ function show(tally: Tally, total: number): void {
   tally.shown = total;
 }
 
-/** A failure worth another attempt: the network, not the content, went wrong. */
-class TransientError extends Error {}
-
-function isTransientStatus(status: number): boolean {
-  return status >= 500 || status === 408 || status === 429;
-}
-
-function statusError(url: string, status: number): Error {
-  const message = `${url}: HTTP ${status}`;
-  if (isTransientStatus(status)) return new TransientError(message);
-  return new CairnError(message, status === 404 ? 'check the mirror URL and suite, or refresh the lock (cairn lock) if the archive moved on' : undefined);
-}
-
-async function withRetries<T>(url: string, attempt: () => Promise<T>): Promise<T> {
-  for (let n = 1; ; n++) {
-    try {
-      return await attempt();
-    } catch (err) {
-      if (err instanceof CairnError) throw err;
-      if (n >= ATTEMPTS) {
-        throw new CairnError(`${url}: download failed after ${ATTEMPTS} attempts: ${(err as Error).message}`, 'check the network and the mirror');
-      }
-      await sleep(RETRY_DELAY_MS * n);
-    }
-  }
-}
-
-/**
- * GETs a small document (InRelease) whole, refusing to read more than `maxBytes`: a hostile or
- * broken server must not be able to fill memory with endless data.
- */
-export async function fetchBytes(url: string, maxBytes: number): Promise<Buffer> {
-  return withRetries(url, async () => {
-    const res = await request(url, { dispatcher });
-    if (res.statusCode !== 200) {
-      await res.body.dump().catch(() => undefined);
-      throw statusError(url, res.statusCode);
-    }
-    const chunks: Buffer[] = [];
-    let total = 0;
-    for await (const chunk of res.body) {
-      total += (chunk as Buffer).length;
-      if (total > maxBytes) {
-        res.body.destroy();
-        throw new CairnError(`${url}: larger than the ${maxBytes} bytes cairn accepts for it`, 'the mirror is broken or hostile');
-      }
-      chunks.push(chunk as Buffer);
-    }
-    return Buffer.concat(chunks);
-  });
+/** GETs a small archive document (InRelease) whole, with a ceiling. */
+export function fetchArchiveBytes(url: string, maxBytes: number): Promise<Buffer> {
+  return fetchBytes(url, maxBytes, { notFoundHint: NOT_FOUND_HINT });
 }
 
 function checkItem(item: FetchItem): void {
@@ -139,8 +84,11 @@ export function defaultCacheDir(): string {
 export class FetchCache {
   readonly dir: string;
 
-  constructor(dir?: string) {
+  private readonly http: HttpOptions;
+
+  constructor(dir?: string, http: HttpOptions = {}) {
     this.dir = dir ?? defaultCacheDir();
+    this.http = { notFoundHint: NOT_FOUND_HINT, ...http };
   }
 
   pathFor(sha256: string): string {
@@ -246,7 +194,7 @@ export class FetchCache {
     const part = await claimPart(final);
     const tally: Tally = { transferred: 0, shown: 0, progress };
     try {
-      await withRetries(item.url, () => this.attempt(item, part, tally));
+      await withRetries(item.url, () => this.attempt(item, part, tally), this.http);
     } catch (err) {
       show(tally, 0);
       throw err;
@@ -267,7 +215,7 @@ export class FetchCache {
       await rm(part, { force: true });
       have = 0;
     }
-    const res = await request(item.url, { dispatcher, headers: have > 0 ? { range: `bytes=${have}-` } : {} });
+    const res = await request(item.url, { dispatcher: dispatcherFor(this.http), headers: have > 0 ? { range: `bytes=${have}-` } : {} });
     const discard = async (): Promise<void> => { await res.body.dump().catch(() => undefined); };
     if (res.statusCode === 206 && have > 0) {
       const range = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(String(res.headers['content-range'] ?? ''));
@@ -285,7 +233,7 @@ export class FetchCache {
       throw new TransientError(`${item.url}: the server cannot resume at byte ${have}`);
     } else {
       await discard();
-      throw statusError(item.url, res.statusCode);
+      throw statusError(item.url, res.statusCode, this.http);
     }
     const expectedLength = item.size - have;
     const declared = Number(res.headers['content-length'] ?? NaN);

@@ -60,6 +60,31 @@ export function isSha256Hex(s: unknown): s is string {
   return typeof s === 'string' && SHA256_HEX.test(s);
 }
 
+/**
+ * Decompresses a stored chunk into no more than `expectedSize` bytes and checks its size and
+ * SHA-256; `where` names its source (a file, a URL) in errors.
+ */
+export async function decodeChunk(packed: Buffer, sha256: string, expectedSize: number, where: string, hint: string): Promise<Buffer> {
+  if (packed.length > maxStoredSize(expectedSize)) {
+    throw new CairnError(`chunk ${sha256}: ${where} is ${packed.length} bytes, too large for a ${expectedSize}-byte chunk`, hint);
+  }
+  let data: Buffer;
+  try {
+    // maxOutputLength must be ≥ 1; an empty chunk never exists, but stay safe.
+    data = await decompress(packed, { maxOutputLength: Math.max(1, expectedSize) });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const why = e.code === 'ERR_BUFFER_TOO_LARGE' ? `decompresses to more than the expected ${expectedSize} bytes` : `cannot be decompressed (${e.message})`;
+    throw new CairnError(`chunk ${sha256}: ${where} ${why}`, hint);
+  }
+  if (data.length !== expectedSize) {
+    throw new CairnError(`chunk ${sha256}: ${where} decompresses to ${data.length} bytes, expected ${expectedSize}`, hint);
+  }
+  const actual = createHash('sha256').update(data).digest('hex');
+  if (actual !== sha256) throw new CairnError(`chunk ${sha256}: ${where} holds data with SHA-256 ${actual}`, hint);
+  return data;
+}
+
 export class ChunkStore implements ChunkSource {
   private readonly pending = new Map<string, Promise<PutResult>>();
   private readonly quality: number;
@@ -135,23 +160,6 @@ export class ChunkStore implements ChunkSource {
     if (st.size > maxStoredSize(expectedSize)) {
       throw new CairnError(`chunk ${sha256}: stored file ${path} is ${st.size} bytes, too large for a ${expectedSize}-byte chunk`);
     }
-    const packed = await readFile(path);
-    let data: Buffer;
-    try {
-      // maxOutputLength must be ≥ 1; an empty chunk never exists, but stay safe.
-      data = await decompress(packed, { maxOutputLength: Math.max(1, expectedSize) });
-    } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      const why = e.code === 'ERR_BUFFER_TOO_LARGE' ? `decompresses to more than the expected ${expectedSize} bytes` : `cannot be decompressed (${e.message})`;
-      throw new CairnError(`chunk ${sha256}: ${path} ${why}`, 'the store is corrupted; delete the file and publish again');
-    }
-    if (data.length !== expectedSize) {
-      throw new CairnError(`chunk ${sha256}: ${path} decompresses to ${data.length} bytes, expected ${expectedSize}`, 'the store is corrupted; delete the file and publish again');
-    }
-    const actual = createHash('sha256').update(data).digest('hex');
-    if (actual !== sha256) {
-      throw new CairnError(`chunk ${sha256}: ${path} holds data with SHA-256 ${actual}`, 'the store is corrupted; delete the file and publish again');
-    }
-    return data;
+    return decodeChunk(await readFile(path), sha256, expectedSize, path, 'the store is corrupted; delete the file and publish again');
   }
 }

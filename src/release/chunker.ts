@@ -176,7 +176,11 @@ export async function* chunkStream(
   if (buffered > 0) yield* cutFrom(Buffer.concat(pieces, buffered), true);
 }
 
-/** Chunks a file (see chunkStream). */
-export function chunkFile(path: string, params: ChunkParams = DEFAULT_CHUNK_PARAMS): AsyncGenerator<Chunk> {
-  return chunkStream(createReadStream(path, { highWaterMark: 1024 * 1024 }) as AsyncIterable<Buffer>, params);
+/**
+ * Chunks a file (see chunkStream), or its first `length` bytes: a slot partition is larger
+ * than the image written to it.
+ */
+export function chunkFile(path: string, params: ChunkParams = DEFAULT_CHUNK_PARAMS, length?: number): AsyncGenerator<Chunk> {
+  const range = length === undefined ? {} : { start: 0, end: length - 1 };
+  return chunkStream(createReadStream(path, { highWaterMark: 1024 * 1024, ...range }) as AsyncIterable<Buffer>, params);
 }

@@ -3,11 +3,11 @@
 import { readFile, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type * as openpgp from 'openpgp';
-import { Ajv } from 'ajv';
 import { CairnError } from '../errors.js';
 import { writeFileAtomic } from '../fs-atomic.js';
 import { sha256File } from '../hash-file.js';
 import { signDetached, verifyDetached } from '../trust/verify.js';
+import { compileSchema, formatJson, parseJsonDocument } from './json-document.js';
 import schema from './manifest.schema.json' with { type: 'json' };
 
 export interface ArtifactEntry {
@@ -33,7 +33,7 @@ export const SIGNATURE = 'manifest.json.asc';
 /** Manifests are small; anything bigger is not one (and is not read whole). */
 const MAX_MANIFEST = 1 << 20;
 
-const validate = new Ajv().compile<Manifest>(schema);
+const validate = compileSchema<Manifest>(schema);
 
 export async function hashFile(path: string): Promise<ArtifactEntry> {
   return { size: (await stat(path)).size, sha256: (await sha256File(path)).toString('hex') };
@@ -46,7 +46,7 @@ export async function artifactEntries(paths: string[]): Promise<Record<string, A
 }
 
 export function formatManifest(manifest: Manifest): string {
-  return JSON.stringify(manifest, null, 2) + '\n';
+  return formatJson(manifest);
 }
 
 /** Writes manifest.json and, when a key is given, its detached signature. */
@@ -57,18 +57,7 @@ export async function writeManifest(dir: string, manifest: Manifest, key: openpg
 }
 
 export function parseManifest(text: string, where: string): Manifest {
-  if (text.length > MAX_MANIFEST) throw new CairnError(`${where}: ${text.length} bytes is too big for a manifest`);
-  let data: unknown;
-  try {
-    data = JSON.parse(text);
-  } catch (err) {
-    throw new CairnError(`${where}: not JSON (${(err as Error).message})`);
-  }
-  if (!validate(data)) {
-    const e = validate.errors?.[0];
-    throw new CairnError(`${where}: not a cairn manifest: ${e?.instancePath || '(top level)'} ${e?.message ?? ''}`.trim());
-  }
-  return data;
+  return parseJsonDocument(text, where, validate, 'a cairn manifest', MAX_MANIFEST);
 }
 
 export interface VerifiedBuild {
@@ -89,10 +78,24 @@ export async function verifyBuild(dir: string, keys: openpgp.PublicKey[]): Promi
   });
   const { signers } = await verifyDetached(text, signature, keys, manifestPath);
   const manifest = parseManifest(text.toString('utf8'), manifestPath);
+  return { manifest, signers, mismatched: await mismatchedArtifacts(dir, manifest) };
+}
+
+/** Artifacts whose file in `dir` is missing or differs from the manifest. */
+export async function mismatchedArtifacts(dir: string, manifest: Manifest): Promise<string[]> {
   const mismatched: string[] = [];
   for (const [name, expected] of Object.entries(manifest.artifacts)) {
     const actual = await hashFile(join(dir, name)).catch(() => null);
     if (!actual || actual.size !== expected.size || actual.sha256 !== expected.sha256) mismatched.push(name);
   }
-  return { manifest, signers, mismatched };
+  return mismatched;
+}
+
+/** Reads and parses `dir`/manifest.json (unverified). */
+export async function readManifest(dir: string): Promise<{ manifest: Manifest; text: Buffer }> {
+  const manifestPath = join(dir, MANIFEST);
+  const text = await readFile(manifestPath).catch(() => {
+    throw new CairnError(`${manifestPath} is missing`, 'point at a build folder, e.g. images/<name>/<version>');
+  });
+  return { manifest: parseManifest(text.toString('utf8'), manifestPath), text };
 }

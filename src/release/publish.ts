@@ -1,0 +1,131 @@
+// `cairn publish`: adds a build to an update repository. Chunks go into the shared store first
+// (a chunk already there is not written again), then the release folder is assembled under a
+// temporary name and renamed into place, so a release is either absent or whole: a reader (or a
+// crash) never sees one without its record, and the record is what hosts look for.
+import { randomBytes } from 'node:crypto';
+import { copyFile, mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type * as openpgp from 'openpgp';
+import { CairnError } from '../errors.js';
+import { writeFileAtomic } from '../fs-atomic.js';
+import { sha256File } from '../hash-file.js';
+import { buildChunkIndex, type ChunkIndex } from './chunk-index.js';
+import { ChunkStore } from './chunk-store.js';
+import { formatJson } from './json-document.js';
+import { MANIFEST, SIGNATURE, mismatchedArtifacts, readManifest } from './manifest.js';
+import { RELEASE_RECORD_KIND, SLOT_IMAGES, validateReleaseRecord, type FileRef, type ImageRef, type ReleaseRecord } from './release-record.js';
+import { CHUNKS_DIR, RELEASE_RECORD, releaseDir } from './repository-layout.js';
+import { readSignedJsonUnverified, signJson } from './signed-json.js';
+
+export interface PublishOptions {
+  buildDir: string;
+  repoDir: string;
+  key: openpgp.PrivateKey;
+  /** Brotli quality for new chunks (default: the store's). */
+  quality?: number;
+  now?: Date;
+  /** Called per image as it is chunked. */
+  onImage?: (file: string, size: number) => void;
+}
+
+export interface ImageSummary {
+  file: string;
+  size: number;
+  chunks: number;
+  addedChunks: number;
+  /** Compressed bytes this publish added to the store for the image. */
+  addedBytes: number;
+  /** Compressed bytes of all the image's chunks (what a host with nothing would download). */
+  storedBytes: number;
+}
+
+export interface PublishResult {
+  name: string;
+  version: string;
+  path: string;
+  alreadyPublished: boolean;
+  images: ImageSummary[];
+}
+
+async function fileRef(path: string, name: string): Promise<FileRef> {
+  return { path: name, size: (await stat(path)).size, sha256: (await sha256File(path)).toString('hex') };
+}
+
+async function readExistingRecord(path: string): Promise<string | null> {
+  return readFile(path, 'utf8').catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return null;
+    throw err;
+  });
+}
+
+export async function publishRelease(opts: PublishOptions): Promise<PublishResult> {
+  const { manifest, text: manifestText } = await readManifest(opts.buildDir);
+  const mismatched = await mismatchedArtifacts(opts.buildDir, manifest);
+  if (mismatched.length > 0) {
+    throw new CairnError(`${opts.buildDir}: ${mismatched.join(', ')} do not match manifest.json`, 'rebuild; a release is published only from an intact build');
+  }
+  const ukiName = `${manifest.name}_${manifest.version}.efi`;
+  for (const needed of [ukiName, ...SLOT_IMAGES.map((i) => i.file)]) {
+    if (!manifest.artifacts[needed]) throw new CairnError(`${opts.buildDir}: the manifest lists no ${needed}`, 'build the whole disk (cairn build without --stage)');
+  }
+  const relDir = releaseDir(manifest.name, manifest.version);
+  const finalDir = join(opts.repoDir, relDir);
+  const manifestSha = (await sha256File(join(opts.buildDir, MANIFEST))).toString('hex');
+  const existing = await readExistingRecord(join(finalDir, RELEASE_RECORD));
+  if (existing !== null) {
+    // Releases are immutable: the same build again is a no-op, another build is an error.
+    const record = await readSignedJsonUnverified(existing, join(finalDir, RELEASE_RECORD), validateReleaseRecord, RELEASE_RECORD_KIND);
+    if (record.manifest.sha256 === manifestSha) {
+      return { name: manifest.name, version: manifest.version, path: relDir, alreadyPublished: true, images: [] };
+    }
+    throw new CairnError(`${relDir} is already published from a different build`, 'releases are immutable: bump the recipe version and build again');
+  }
+
+  const store = new ChunkStore(join(opts.repoDir, CHUNKS_DIR), { quality: opts.quality });
+  await mkdir(join(opts.repoDir, relDir, '..'), { recursive: true });
+  const staging = join(opts.repoDir, relDir, '..', `.${manifest.version}.${randomBytes(4).toString('hex')}.tmp`);
+  await mkdir(staging);
+  try {
+    const images: Partial<Record<'usr' | 'verity', ImageRef>> = {};
+    const summaries: ImageSummary[] = [];
+    for (const { key, file } of SLOT_IMAGES) {
+      const imagePath = join(opts.buildDir, file);
+      const summary: ImageSummary = { file, size: manifest.artifacts[file]!.size, chunks: 0, addedChunks: 0, addedBytes: 0, storedBytes: 0 };
+      opts.onImage?.(file, summary.size);
+      const index: ChunkIndex = await buildChunkIndex(imagePath, store, undefined, (r) => {
+        summary.chunks++;
+        summary.storedBytes += r.storedSize;
+        if (r.added) {
+          summary.addedChunks++;
+          summary.addedBytes += r.storedSize;
+        }
+      });
+      if (index.sha256 !== manifest.artifacts[file]!.sha256) throw new CairnError(`${imagePath} changed while it was being published`);
+      const indexName = `${file}.chunks.json`;
+      await writeFileAtomic(join(staging, indexName), formatJson(index));
+      images[key] = { index: await fileRef(join(staging, indexName), indexName), size: index.size, sha256: index.sha256 };
+      summaries.push(summary);
+    }
+    await copyFile(join(opts.buildDir, ukiName), join(staging, ukiName));
+    await writeFileAtomic(join(staging, MANIFEST), manifestText);
+    const signature = await readFile(join(opts.buildDir, SIGNATURE)).catch(() => null);
+    if (signature) await writeFileAtomic(join(staging, SIGNATURE), signature);
+    const record: ReleaseRecord = {
+      format: 'cairn-release/1',
+      name: manifest.name,
+      version: manifest.version,
+      architecture: manifest.architecture,
+      published: (opts.now ?? new Date()).toISOString(),
+      rootHash: manifest.usr.rootHash,
+      manifest: { path: MANIFEST, size: manifestText.length, sha256: manifestSha },
+      uki: await fileRef(join(staging, ukiName), ukiName),
+      images: { usr: images.usr!, verity: images.verity! },
+    };
+    await writeFileAtomic(join(staging, RELEASE_RECORD), await signJson(record, [opts.key], opts.now));
+    await rename(staging, finalDir);
+    return { name: manifest.name, version: manifest.version, path: relDir, alreadyPublished: false, images: summaries };
+  } catch (err) {
+    await rm(staging, { recursive: true, force: true });
+    throw err;
+  }
+}
