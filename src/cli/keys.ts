@@ -3,7 +3,8 @@ import { access, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { CairnError } from '../errors.js';
-import { generateSigningKey } from '../trust/signing-key.js';
+import { rotateKeys } from '../release/root-keys.js';
+import { generateSigningKey, loadSigningKey } from '../trust/signing-key.js';
 import { jsonOption } from './options.js';
 
 export const PRIVATE_KEY_FILE = 'release.asc';
@@ -53,10 +54,39 @@ const generate: CommandModule<object, GenerateArgs> = {
   },
 };
 
+interface RotateArgs {
+  repo: string;
+  'sign-key': string;
+  'new-key': string[];
+  json: boolean;
+}
+
+const rotate: CommandModule<object, RotateArgs> = {
+  command: 'rotate',
+  describe: 'Hand a repository over to new signing keys: writes the next keys/root-N.json.asc, signed by the current key and the new ones; hosts follow it without reconfiguration',
+  builder: (y) =>
+    y
+      .option('repo', { type: 'string', demandOption: true, describe: 'Repository folder' })
+      .option('sign-key', { type: 'string', demandOption: true, describe: 'Current private key (one hosts trust now)' })
+      .option('new-key', { type: 'string', array: true, demandOption: true, describe: 'Private key(s) to trust from now on (repeat to have several)' })
+      .option('json', jsonOption)
+      .example('$0 keys rotate --repo repo --sign-key old/release.asc --new-key new/release.asc', 'then sign channels and releases with new/release.asc'),
+  handler: async (args) => {
+    const current = await loadSigningKey(args['sign-key']);
+    const next = await Promise.all(args['new-key'].map((p) => loadSigningKey(p)));
+    const root = await rotateKeys(args.repo, [current], next);
+    if (args.json) {
+      process.stdout.write(JSON.stringify({ serial: root.serial, keys: next.map((k) => k.getFingerprint().toUpperCase()) }, null, 2) + '\n');
+      return;
+    }
+    process.stdout.write(`root ${root.serial}: hosts now trust ${next.map((k) => k.getFingerprint().toUpperCase()).join(', ')}\n`);
+  },
+};
+
 const command: CommandModule<object, object> = {
   command: 'keys <command>',
   describe: 'Manage release signing keys',
-  builder: (y: Argv) => y.command(generate).demandCommand(1, 'Name a keys command: see the list above.'),
+  builder: (y: Argv) => y.command(generate).command(rotate).demandCommand(1, 'Name a keys command: see the list above.'),
   handler: () => undefined,
 };
 

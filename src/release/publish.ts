@@ -3,7 +3,7 @@
 // temporary name and renamed into place, so a release is either absent or whole: a reader (or a
 // crash) never sees one without its record, and the record is what hosts look for.
 import { randomBytes } from 'node:crypto';
-import { copyFile, mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type * as openpgp from 'openpgp';
 import { CairnError } from '../errors.js';
@@ -13,7 +13,7 @@ import { buildChunkIndex, type ChunkIndex } from './chunk-index.js';
 import { ChunkStore } from './chunk-store.js';
 import { formatJson } from './json-document.js';
 import { MANIFEST, SIGNATURE, mismatchedArtifacts, readManifest } from './manifest.js';
-import { RELEASE_RECORD_KIND, SLOT_IMAGES, validateReleaseRecord, type FileRef, type ImageRef, type ReleaseRecord } from './release-record.js';
+import { imageFile, RELEASE_IMAGES, RELEASE_RECORD_KIND, validateReleaseRecord, type FileRef, type ImageRef, type ReleaseImage, type ReleaseRecord } from './release-record.js';
 import { CHUNKS_DIR, RELEASE_RECORD, releaseDir } from './repository-layout.js';
 import { readSignedJsonUnverified, signJson } from './signed-json.js';
 
@@ -64,8 +64,8 @@ export async function publishRelease(opts: PublishOptions): Promise<PublishResul
   if (mismatched.length > 0) {
     throw new CairnError(`${opts.buildDir}: ${mismatched.join(', ')} do not match manifest.json`, 'rebuild; a release is published only from an intact build');
   }
-  const ukiName = `${manifest.name}_${manifest.version}.efi`;
-  for (const needed of [ukiName, ...SLOT_IMAGES.map((i) => i.file)]) {
+  const files = RELEASE_IMAGES.map((key) => ({ key, file: imageFile(key, manifest.name, manifest.version) }));
+  for (const { file: needed } of files) {
     if (!manifest.artifacts[needed]) throw new CairnError(`${opts.buildDir}: the manifest lists no ${needed}`, 'build the whole disk (cairn build without --stage)');
   }
   const relDir = releaseDir(manifest.name, manifest.version);
@@ -86,9 +86,9 @@ export async function publishRelease(opts: PublishOptions): Promise<PublishResul
   const staging = join(opts.repoDir, relDir, '..', `.${manifest.version}.${randomBytes(4).toString('hex')}.tmp`);
   await mkdir(staging);
   try {
-    const images: Partial<Record<'usr' | 'verity', ImageRef>> = {};
+    const images: Partial<Record<ReleaseImage, ImageRef>> = {};
     const summaries: ImageSummary[] = [];
-    for (const { key, file } of SLOT_IMAGES) {
+    for (const { key, file } of files) {
       const imagePath = join(opts.buildDir, file);
       const summary: ImageSummary = { file, size: manifest.artifacts[file]!.size, chunks: 0, addedChunks: 0, addedBytes: 0, storedBytes: 0 };
       opts.onImage?.(file, summary.size);
@@ -106,7 +106,6 @@ export async function publishRelease(opts: PublishOptions): Promise<PublishResul
       images[key] = { index: await fileRef(join(staging, indexName), indexName), size: index.size, sha256: index.sha256 };
       summaries.push(summary);
     }
-    await copyFile(join(opts.buildDir, ukiName), join(staging, ukiName));
     await writeFileAtomic(join(staging, MANIFEST), manifestText);
     const signature = await readFile(join(opts.buildDir, SIGNATURE)).catch(() => null);
     if (signature) await writeFileAtomic(join(staging, SIGNATURE), signature);
@@ -118,8 +117,7 @@ export async function publishRelease(opts: PublishOptions): Promise<PublishResul
       published: (opts.now ?? new Date()).toISOString(),
       rootHash: manifest.usr.rootHash,
       manifest: { path: MANIFEST, size: manifestText.length, sha256: manifestSha },
-      uki: await fileRef(join(staging, ukiName), ukiName),
-      images: { usr: images.usr!, verity: images.verity! },
+      images: images as Record<ReleaseImage, ImageRef>,
     };
     await writeFileAtomic(join(staging, RELEASE_RECORD), await signJson(record, [opts.key], opts.now));
     await rename(staging, finalDir);

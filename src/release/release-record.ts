@@ -30,15 +30,21 @@ export interface ReleaseRecord {
   /** The dm-verity root hash of usr (also in the UKI's command line). */
   rootHash: string;
   manifest: FileRef;
-  uki: FileRef;
-  images: { usr: ImageRef; verity: ImageRef };
+  images: Record<ReleaseImage, ImageRef>;
 }
 
 export const RELEASE_RECORD_KIND = 'a cairn release record';
 export const validateReleaseRecord: ValidateFunction<ReleaseRecord> = compileSchema<ReleaseRecord>(schema);
 
-/** The slot images a release carries, in the order a host writes them. */
-export const SLOT_IMAGES = [
-  { key: 'usr', file: 'usr.erofs' },
-  { key: 'verity', file: 'usr.verity' },
-] as const;
+/**
+ * The images a release carries as chunk indexes, in the order a host writes them: the two slot
+ * images, then the UKI (mostly the same kernel and initramfs from release to release, so it
+ * gets deltas too; the host has the old one on its ESP).
+ */
+export const RELEASE_IMAGES = ['usr', 'verity', 'uki'] as const;
+export type ReleaseImage = (typeof RELEASE_IMAGES)[number];
+
+/** The file each image is in a build folder (and, for the UKI, on the ESP without its counter). */
+export function imageFile(image: ReleaseImage, name: string, version: string): string {
+  return image === 'usr' ? 'usr.erofs' : image === 'verity' ? 'usr.verity' : `${name}_${version}.efi`;
+}

@@ -18,7 +18,7 @@ import { CHANNEL_KIND, validateChannel, type ChannelDoc, type ReleaseRef } from 
 import { validateChunkIndex, type ChunkIndex, type ChunkIndexEntry } from './chunk-index.js';
 import { decodeChunk, maxStoredSize } from './chunk-store.js';
 import { parseManifest, type Manifest } from './manifest.js';
-import { RELEASE_RECORD_KIND, validateReleaseRecord, type FileRef, type ReleaseRecord } from './release-record.js';
+import { RELEASE_RECORD_KIND, validateReleaseRecord, type FileRef, type ReleaseImage, type ReleaseRecord } from './release-record.js';
 import { channelPath, chunkPath, releaseDir, releaseRecordPath, rootPath } from './repository-layout.js';
 import { rootKeys, verifyRoot } from './root-keys.js';
 import { MAX_METADATA_BYTES, verifyJson } from './signed-json.js';
@@ -187,7 +187,7 @@ export class UpdateRepository {
   }
 
   /** The chunk index of one slot image, checked against the record and for internal consistency. */
-  async chunkIndex(record: ReleaseRecord, image: 'usr' | 'verity'): Promise<ChunkIndex> {
+  async chunkIndex(record: ReleaseRecord, image: ReleaseImage): Promise<ChunkIndex> {
     const ref = record.images[image];
     const data = await this.file(record, ref.index);
     const url = this.fileUrl(record, ref.index);

@@ -1,0 +1,98 @@
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Argv, CommandModule } from 'yargs';
+import { CairnError } from '../errors.js';
+import { buildChunkIndex, validateChunkIndex, type ChunkIndex } from '../release/chunk-index.js';
+import { ChunkStore } from '../release/chunk-store.js';
+import { indexLocal, planDelta, type DeltaPlan } from '../release/delta-plan.js';
+import { readManifest } from '../release/manifest.js';
+import { imageFile, RELEASE_IMAGES, RELEASE_RECORD_KIND, validateReleaseRecord } from '../release/release-record.js';
+import { RELEASE_RECORD } from '../release/repository-layout.js';
+import { readSignedJsonUnverified } from '../release/signed-json.js';
+import { jsonOption } from './options.js';
+
+interface Args {
+  old: string;
+  new: string;
+  json: boolean;
+}
+
+const isFile = (path: string): Promise<boolean> => stat(path).then((s) => s.isFile(), () => false);
+
+/** A build folder's release images, by path. */
+async function buildImageFiles(dir: string): Promise<string[]> {
+  const { manifest } = await readManifest(dir);
+  const files = RELEASE_IMAGES.map((key) => join(dir, imageFile(key, manifest.name, manifest.version)));
+  for (const path of files) {
+    if (!(await isFile(path))) throw new CairnError(`${dir}: no ${path}`, 'point at a complete build folder');
+  }
+  return files;
+}
+
+/** The new side's chunk indexes: a published release folder's, or made from a build folder's images. */
+async function newIndexes(dir: string): Promise<ChunkIndex[]> {
+  const recordPath = join(dir, RELEASE_RECORD);
+  if (await isFile(recordPath)) {
+    const record = await readSignedJsonUnverified(await readFile(recordPath, 'utf8'), recordPath, validateReleaseRecord, RELEASE_RECORD_KIND);
+    return Promise.all(RELEASE_IMAGES.map(async (key) => validateChunkIndex(JSON.parse(await readFile(join(dir, record.images[key].index.path), 'utf8')))));
+  }
+  // A build folder: compress its chunks into a scratch store, only to learn their sizes.
+  const scratch = await mkdtemp(join(tmpdir(), 'cairn-delta-'));
+  try {
+    const store = new ChunkStore(scratch);
+    const files = await buildImageFiles(dir);
+    return await Promise.all(files.map((path) => buildChunkIndex(path, store)));
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+const mib = (n: number): string => `${(n / 1048576).toFixed(2)} MiB`;
+
+const plan: CommandModule<object, Args> = {
+  command: 'plan <old> <new>',
+  describe: 'Say what a host running OLD must download to install NEW: the chunks of NEW it cannot take from its own slot',
+  builder: (y) =>
+    y
+      .positional('old', { type: 'string', demandOption: true, describe: 'What the host runs: a build folder (its usr.erofs, usr.verity and UKI)' })
+      .positional('new', { type: 'string', demandOption: true, describe: 'What it installs: a published release folder (REPO/<name>/releases/<version>) or a build folder' })
+      .option('json', jsonOption)
+      .example('$0 delta plan images/container-host/0.1.0 repo/container-host/releases/0.2.0', 'bytes to download against the full image'),
+  handler: async (args) => {
+    const old = await buildImageFiles(args.old);
+    const indexes = await newIndexes(args.new);
+    const plans: DeltaPlan[] = [];
+    for (const index of indexes) {
+      // Every old image may hold chunks of every new one; chunk them with the index's parameters.
+      const have = await indexLocal(old.map((path) => ({ path })), index.params);
+      plans.push(planDelta(index, have));
+    }
+    const total = {
+      downloadBytes: plans.reduce((s, p) => s + p.totals.downloadBytes, 0),
+      fullBytes: plans.reduce((s, p) => s + p.totals.fullBytes, 0),
+      imageBytes: plans.reduce((s, p) => s + p.totals.imageBytes, 0),
+    };
+    if (args.json) {
+      process.stdout.write(JSON.stringify({ images: plans.map((p) => ({ image: p.image, ...p.totals, download: p.download })), total }, null, 2) + '\n');
+      return;
+    }
+    for (const p of plans) {
+      const t = p.totals;
+      process.stdout.write(
+        `${p.image.padEnd(10)} ${t.chunks} chunks (${mib(t.imageBytes)}): reuse ${t.reusedChunks} (${mib(t.reusedBytes)}), download ${t.downloadChunks} = ${mib(t.downloadBytes)} compressed of ${mib(t.fullBytes)} for the whole image\n`,
+      );
+    }
+    const share = total.fullBytes > 0 ? ((100 * total.downloadBytes) / total.fullBytes).toFixed(1) : '0';
+    process.stdout.write(`download ${mib(total.downloadBytes)}, ${share}% of the full compressed ${mib(total.fullBytes)}\n`);
+  },
+};
+
+const command: CommandModule<object, object> = {
+  command: 'delta <command>',
+  describe: 'Plan delta updates between releases',
+  builder: (y: Argv) => y.command(plan).demandCommand(1, 'Name a delta command: see the list above.'),
+  handler: () => undefined,
+};
+
+export default command;
