@@ -16,7 +16,7 @@ import { CairnError } from '../errors.js';
 import { fetchBytes, type HttpOptions } from '../http.js';
 import { CHANNEL_KIND, validateChannel, type ChannelDoc, type ReleaseRef } from './channel.js';
 import { validateChunkIndex, type ChunkIndex, type ChunkIndexEntry } from './chunk-index.js';
-import { decodeChunk, maxStoredSize } from './chunk-store.js';
+import { decodeChunk, maxStoredSize, type ChunkSource } from './chunk-store.js';
 import { parseManifest, type Manifest } from './manifest.js';
 import { RELEASE_RECORD_KIND, validateReleaseRecord, type FileRef, type ReleaseImage, type ReleaseRecord } from './release-record.js';
 import { channelPath, chunkPath, releaseDir, releaseRecordPath, rootPath } from './repository-layout.js';
@@ -215,4 +215,16 @@ export class UpdateRepository {
     if (packed.length !== entry.storedSize) throw new CairnError(`${url}: got ${packed.length} bytes, the index says ${entry.storedSize}`, REPO_HINT);
     return decodeChunk(packed, entry.sha256, entry.size, url, REPO_HINT);
   }
+}
+
+/** The repository as a ChunkSource for one index (reassemble pulls from it). */
+export function remoteChunks(repo: UpdateRepository, index: ChunkIndex): ChunkSource {
+  const entries = new Map(index.chunks.map((c) => [c.sha256, c]));
+  return {
+    get: async (sha: string, size: number) => {
+      const entry = entries.get(sha);
+      if (!entry || entry.size !== size) throw new CairnError(`chunk ${sha} is not in the index of ${index.image}`);
+      return repo.chunk(entry);
+    },
+  };
 }
