@@ -65,6 +65,8 @@ export async function withRetries<T>(url: string, attempt: () => Promise<T>, opt
       return await attempt();
     } catch (err) {
       if (err instanceof CairnError) throw err;
+      // undici detects a loop before the limit; asking again would loop again.
+      if (/redirect loop/i.test((err as Error).message)) throw new CairnError(`${url}: a redirect loop (${(err as Error).message.split('.')[0]})`, 'fix the server\'s redirects');
       if (n >= attempts) {
         throw new CairnError(`${url}: download failed after ${n} attempt${n === 1 ? '' : 's'}: ${describe(err as Error)}`, 'check the network and the server');
       }
