@@ -346,3 +346,62 @@ export async function readGpt(target: string | FileHandle): Promise<GptLayout> {
     return { diskGuid: p.diskGuid, diskSize, firstUsableLba: p.firstUsableLba, lastUsableLba: p.lastUsableLba, partitions: parseEntries(primary.entries, p) };
   });
 }
+
+/**
+ * Changes partition GUIDs in place (the agent renames a slot for the release written into it).
+ * The primary table is written and synced before the backup: a cut between the two leaves one
+ * whole table with its CRCs (firmware, the initramfs and repairGpt use it), never two broken ones.
+ */
+export async function setPartitionUuids(target: string, changes: { number: number; uuid: string }[]): Promise<GptLayout> {
+  const layout = await readGpt(target);
+  for (const c of changes) {
+    if (!layout.partitions.some((p) => p.number === c.number)) throw new CairnError(`GPT has no partition ${c.number}`);
+  }
+  const partitions = layout.partitions.map((p) => ({ ...p, uuid: (changes.find((c) => c.number === p.number)?.uuid ?? p.uuid).toLowerCase() }));
+  return writeTables(target, { ...layout, partitions });
+}
+
+async function writeTables(target: string, layout: GptLayout): Promise<GptLayout> {
+  const specs: GptPartitionSpec[] = layout.partitions.map((p) => ({ label: p.label, type: p.type, uuid: p.uuid, start: p.offset, size: p.size, attributes: p.attributes }));
+  // buildGpt numbers partitions from 1 in list order: keep gaps out of this path.
+  if (layout.partitions.some((p, i) => p.number !== i + 1)) throw new CairnError('GPT partitions are not numbered 1..n: cairn does not rewrite such a table');
+  const { regions } = buildGpt(layout.diskSize, specs, layout.diskGuid);
+  const [, primaryHeader, primaryEntries, backupEntries, backupHeader] = regions as [GptRegion, GptRegion, GptRegion, GptRegion, GptRegion];
+  await withHandle(target, 'r+', async (handle) => {
+    for (const group of [[primaryEntries, primaryHeader], [backupEntries, backupHeader]]) {
+      for (const r of group) await handle.write(r.data, 0, r.data.length, r.offset);
+      await handle.sync();
+    }
+  });
+  return readGpt(target);
+}
+
+/**
+ * After a cut during setPartitionUuids one table may be stale or torn: rewrites both from the
+ * primary when it is whole, else from the backup. Returns what it did ('none' when they agree).
+ */
+export async function repairGpt(target: string): Promise<'none' | 'from-primary' | 'from-backup'> {
+  try {
+    await readGpt(target);
+    return 'none';
+  } catch {
+    // fall through: find a whole table
+  }
+  const layout = await withHandle(target, 'r', async (handle) => {
+    const stat = await handle.stat();
+    for (const which of ['primary', 'backup'] as const) {
+      try {
+        const lba = which === 'primary' ? 1 : (await readTable(handle, 1, 'primary').then((t) => t.header.alternateLba, () => (stat.isFile() ? stat.size / SECTOR - 1 : -1)));
+        if (lba < 1) continue;
+        const t = await readTable(handle, lba, which);
+        const diskSize = stat.isFile() ? stat.size : ((which === 'primary' ? t.header.alternateLba : t.header.myLba) + 1) * SECTOR;
+        return { which, layout: { diskGuid: t.header.diskGuid, diskSize, firstUsableLba: t.header.firstUsableLba, lastUsableLba: t.header.lastUsableLba, partitions: parseEntries(t.entries, t.header) } };
+      } catch {
+        // try the other copy
+      }
+    }
+    throw new CairnError('neither GPT copy is whole', 'the partition table is damaged beyond what cairn repairs');
+  });
+  await writeTables(target, layout.layout);
+  return layout.which === 'primary' ? 'from-primary' : 'from-backup';
+}

@@ -158,14 +158,14 @@ function entryOffset(layout: VerityLayout, level: number, index: number): number
 }
 
 /** Calls `each(block, index)` for the first `blocks` blocks of `path`, reading in large chunks. */
-async function forEachBlock(path: string, blockSize: number, blocks: number, each: (block: Buffer, index: number) => void): Promise<void> {
+async function forEachBlock(path: string, blockSize: number, blocks: number, each: (block: Buffer, index: number) => void, base = 0): Promise<void> {
   const file = await open(path, 'r');
   try {
     const buffer = Buffer.allocUnsafe(READ_CHUNK);
     let index = 0;
     while (index < blocks) {
       const want = Math.min(READ_CHUNK, (blocks - index) * blockSize);
-      const got = await readFull(file, buffer, want, index * blockSize);
+      const got = await readFull(file, buffer, want, base + index * blockSize);
       if (got < want) throw new CairnError(`${path} ended after ${index * blockSize + got} bytes, expected ${blocks * blockSize}`, 'the file changed or was truncated while cairn read it');
       for (let at = 0; at < want; at += blockSize) each(buffer.subarray(at, at + blockSize), index++);
     }
@@ -281,21 +281,38 @@ function rootHashBytes(rootHash: string): Buffer {
   return Buffer.from(rootHash, 'hex');
 }
 
+/** Bytes within a file or device: a partition of a disk. */
+export interface Region {
+  path: string;
+  offset: number;
+  /** Bytes available (default: to the end of the file). */
+  size?: number;
+}
+
+function describeRegion(r: Region): string {
+  return r.offset === 0 && r.size === undefined ? r.path : `${r.path}@${r.offset}`;
+}
+
 /**
  * Checks `dataPath` against the hash device `hashPath` and a trusted root hash the way the
  * kernel does: each hash block against its parent, starting at the root, then every data block
  * against its digest. Reports the first bad block (its index in its own device). The data and
- * hash files may be longer than the image (whole partitions).
+ * hash files may be longer than the image (whole partitions); a Region reads a partition inside
+ * a disk (an image file, or a block device, whose size stat does not tell).
  */
-export async function verifyImage(dataPath: string, hashPath: string, rootHash: string): Promise<VerityCheck> {
+export async function verifyImage(data: string | Region, hash: string | Region, rootHash: string): Promise<VerityCheck> {
   const expectedRoot = rootHashBytes(rootHash);
-  const hashFile = await open(hashPath, 'r');
+  const dataRegion = typeof data === 'string' ? { path: data, offset: 0 } : data;
+  const hashRegion = typeof hash === 'string' ? { path: hash, offset: 0 } : hash;
+  const dataPath = describeRegion(dataRegion);
+  const hashPath = describeRegion(hashRegion);
+  const hashFile = await open(hashRegion.path, 'r');
   let superblock: VeritySuperblock;
   let layout: VerityLayout;
   let area: Buffer;
   try {
     const head = Buffer.alloc(4096);
-    const got = await readFull(hashFile, head, head.length, 0);
+    const got = await readFull(hashFile, head, Math.min(head.length, hashRegion.size ?? head.length), hashRegion.offset);
     try {
       superblock = parseSuperblock(head.subarray(0, got), hashPath);
       layout = verityLayout(superblock.dataBlocks, superblock.dataBlockSize, superblock.hashBlockSize);
@@ -304,13 +321,13 @@ export async function verifyImage(dataPath: string, hashPath: string, rootHash: 
       throw err;
     }
     area = Buffer.alloc(layout.hashDeviceSize - layout.hashBlockSize);
-    const read = await readFull(hashFile, area, area.length, layout.hashBlockSize);
+    const read = await readFull(hashFile, area, area.length, hashRegion.offset + layout.hashBlockSize);
     if (read < area.length) return { ok: false, problem: 'short', message: `${hashPath} holds ${layout.hashBlockSize + read} bytes, the tree needs ${layout.hashDeviceSize}` };
   } finally {
     await hashFile.close();
   }
   const dataNeeded = layout.dataBlocks * layout.dataBlockSize;
-  if (await fileSize(dataPath) < dataNeeded) {
+  if ((dataRegion.size ?? await fileSize(dataRegion.path)) < dataNeeded || (hashRegion.size !== undefined && hashRegion.size < layout.hashDeviceSize)) {
     return { ok: false, problem: 'short', message: `${dataPath} is shorter than the ${dataNeeded} bytes its hash tree covers` };
   }
   const { salt } = superblock;
@@ -319,7 +336,7 @@ export async function verifyImage(dataPath: string, hashPath: string, rootHash: 
 
   if (layout.levels.length === 0) {
     let root: Buffer = Buffer.alloc(0);
-    await forEachBlock(dataPath, layout.dataBlockSize, 1, (block) => { root = digest(salt, block); });
+    await forEachBlock(dataRegion.path, layout.dataBlockSize, 1, (block) => { root = digest(salt, block); }, dataRegion.offset);
     return root.equals(expectedRoot) ? { ok: true, superblock } : { ok: false, problem: 'data-block', block: 0, message: `${dataPath}: data block 0 does not match the root hash` };
   }
   const top = layout.levels.at(-1)!.firstBlock;
@@ -333,11 +350,11 @@ export async function verifyImage(dataPath: string, hashPath: string, rootHash: 
     }
   }
   let firstBad = -1;
-  await forEachBlock(dataPath, layout.dataBlockSize, layout.dataBlocks, (block, index) => {
+  await forEachBlock(dataRegion.path, layout.dataBlockSize, layout.dataBlocks, (block, index) => {
     if (firstBad >= 0) return;
     const at = entryOffset(layout, 0, index);
     if (!digest(salt, block).equals(area.subarray(at, at + DIGEST_SIZE))) firstBad = index;
-  });
+  }, dataRegion.offset);
   if (firstBad >= 0) return { ok: false, problem: 'data-block', block: firstBad, message: `${dataPath}: data block ${firstBad} does not match the hash tree` };
   return { ok: true, superblock };
 }

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { CairnError } from '../../src/errors.js';
-import { buildGpt, decodeGuid, encodeGuid, MiB, readGpt, SECTOR, writeGpt, type GptPartitionSpec } from '../../src/image/gpt.js';
+import { buildGpt, decodeGuid, encodeGuid, MiB, readGpt, repairGpt, SECTOR, setPartitionUuids, writeGpt, type GptPartitionSpec } from '../../src/image/gpt.js';
 import { ESP_TYPE, GPT_FLAG_READ_ONLY, partitionTypes } from '../../src/image/partition-types.js';
 
 const amd64 = partitionTypes('amd64');
@@ -150,4 +150,37 @@ test('bad partition lists are refused with the partition named', () => {
     assert.throws(() => buildGpt(DISK_SIZE, specs, DISK_GUID), (err: Error) => err instanceof CairnError && message.test(err.message), message.source);
   }
   assert.throws(() => partitionTypes('mips'), /no disk layout for architecture "mips"/);
+});
+
+test('setPartitionUuids renames a partition in both tables; repairGpt restores a table cut between primary and backup', async () => {
+  await withTempDir(async (dir) => {
+    const path = join(dir, 'disk.raw');
+    const before = await writeGpt(path, DISK_SIZE, SPECS, DISK_GUID);
+    const renamed = await setPartitionUuids(path, [{ number: 2, uuid: 'ABCDEF01-2345-6789-abcd-ef0123456789' }]);
+    assert.equal(renamed.partitions[1]!.uuid, 'abcdef01-2345-6789-abcd-ef0123456789');
+    assert.deepEqual({ ...renamed, partitions: renamed.partitions.filter((p) => p.number !== 2) }, { ...before, partitions: before.partitions.filter((p) => p.number !== 2) }, 'nothing else changed');
+    assert.equal(await repairGpt(path), 'none');
+
+    // A cut after the primary was written: the backup still names the old GUID.
+    const { regions } = buildGpt(DISK_SIZE, SPECS, DISK_GUID);
+    const lastLba = DISK_SIZE / SECTOR - 1;
+    const handle = await open(path, 'r+');
+    try {
+      for (const offset of [(lastLba - 32) * SECTOR, lastLba * SECTOR]) {
+        const data = region(regions, offset);
+        await handle.write(data, 0, data.length, offset);
+      }
+    } finally {
+      await handle.close();
+    }
+    await assert.rejects(readGpt(path), /primary and backup GPT differ/);
+    assert.equal(await repairGpt(path), 'from-primary');
+    assert.equal((await readGpt(path)).partitions[1]!.uuid, 'abcdef01-2345-6789-abcd-ef0123456789');
+
+    // A torn primary (its header no longer matches): the backup wins.
+    await corrupt(path, SECTOR + 20);
+    assert.equal(await repairGpt(path), 'from-backup');
+    assert.equal((await readGpt(path)).partitions[1]!.uuid, 'abcdef01-2345-6789-abcd-ef0123456789');
+    await assert.rejects(setPartitionUuids(path, [{ number: 9, uuid: '11111111-2222-3333-4444-555555555556' }]), /GPT has no partition 9/);
+  });
 });
