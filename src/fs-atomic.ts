@@ -22,7 +22,12 @@ export async function writeAtomic(path: string, fill: (handle: FileHandle) => Pr
     await rm(tmp, { force: true });
     throw err;
   }
-  const dir = await open(dirname(path), 'r');
+  await syncDirectory(dirname(path));
+}
+
+/** Makes a directory's entries durable: after a rename, create or unlink in it, a crash keeps the change. */
+export async function syncDirectory(path: string): Promise<void> {
+  const dir = await open(path, 'r');
   try {
     await dir.sync();
   } finally {

@@ -42,8 +42,11 @@ function checkHostFiles(data: Entry, recipeDir: string): Problem[] {
   return problems;
 }
 
-/** A host file the recipe names (or the default shipped with cairn) must be a readable regular file. */
-function hostFile(value: unknown, path: DataPath, recipeDir: string, fallback?: string): Problem[] {
+/**
+ * A host file the YAML names (relative to `baseDir`), or the default shipped with cairn, must be a
+ * readable regular file.
+ */
+export function hostFile(value: unknown, path: DataPath, baseDir: string, fallback?: string): Problem[] {
   if (value === undefined && fallback) {
     const file = join(cairnRoot(), fallback);
     const problem = fileProblem(file);
@@ -53,7 +56,7 @@ function hostFile(value: unknown, path: DataPath, recipeDir: string, fallback?: 
       : [];
   }
   if (typeof value !== 'string' || value === '') return [];
-  const file = resolve(recipeDir, value);
+  const file = resolve(baseDir, value);
   const problem = fileProblem(file);
   return problem ? [{ path, anchor: { kind: 'value' }, message: `${shown(file)} ${problem}` }] : [];
 }

@@ -1,8 +1,8 @@
 import type { Anchor, DataPath } from './yaml-locate.js';
 
-/** One thing wrong with a recipe, with where it is. */
-export interface RecipeIssue {
-  /** The recipe's path as the caller gave it. */
+/** One thing wrong with a YAML file (a recipe, the agent's configuration), with where it is. */
+export interface SourceIssue {
+  /** The file's path as the caller gave it. */
   file: string;
   line: number;
   column: number;
@@ -10,6 +10,8 @@ export interface RecipeIssue {
   path: string;
   message: string;
 }
+
+export type RecipeIssue = SourceIssue;
 
 /** An issue before it has a position in the text. */
 export interface Problem {
@@ -19,7 +21,7 @@ export interface Problem {
 }
 
 /** `FILE:LINE:COL: path: message`, the form editors and terminals link to. */
-export function formatIssue(issue: RecipeIssue): string {
+export function formatIssue(issue: SourceIssue): string {
   return `${issue.file}:${issue.line}:${issue.column}: ${issue.path ? `${issue.path}: ` : ''}${issue.message}`;
 }
 

@@ -48,6 +48,9 @@ function translate(error: ErrorObject, path: DataPath, got: string): Problem | u
     case 'propertyNames':
       // ajv reports the offending name through the nested keyword, which names the key.
       return undefined;
+    case 'if':
+      // The failing `then` reports itself (a missing key, say); "must match then" adds nothing.
+      return undefined;
     case 'uniqueItems': {
       // ajv reports the later copy as i and the earlier as j.
       const { i, j } = error.params as { i: number; j: number };

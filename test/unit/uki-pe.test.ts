@@ -9,42 +9,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { CairnError } from '../../src/errors.js';
 import { addPeSections, buildUki } from '../../src/image/uki.js';
-
-const PE = 0x80;
-const OPT = PE + 24;
-const OPT_SIZE = 240;
-
-/** An EFI application with one .text section, headers of `headerSize` bytes. */
-function stubPe(headerSize = 0x400): Buffer {
-  const out = Buffer.alloc(headerSize + 0x200);
-  out.write('MZ', 0, 'latin1');
-  out.writeUInt32LE(PE, 0x3c);
-  out.write('PE\0\0', PE, 'latin1');
-  out.writeUInt16LE(0x8664, PE + 4);
-  out.writeUInt16LE(1, PE + 6);
-  out.writeUInt16LE(OPT_SIZE, PE + 20);
-  out.writeUInt16LE(0x22e, PE + 22);
-  out.writeUInt16LE(0x20b, OPT);
-  out.writeUInt32LE(0x200, OPT + 4); // SizeOfCode
-  out.writeUInt32LE(0x1000, OPT + 16); // AddressOfEntryPoint
-  out.writeBigUInt64LE(0x140000000n, OPT + 24);
-  out.writeUInt32LE(0x1000, OPT + 32);
-  out.writeUInt32LE(0x200, OPT + 36);
-  out.writeUInt32LE(0x2000, OPT + 56);
-  out.writeUInt32LE(headerSize, OPT + 60);
-  out.writeUInt32LE(0xdeadbeef, OPT + 64); // a checksum that the edit makes stale
-  out.writeUInt16LE(10, OPT + 68); // EFI application
-  out.writeUInt32LE(16, OPT + 108);
-  const sh = OPT + OPT_SIZE;
-  out.write('.text', sh, 'latin1');
-  out.writeUInt32LE(0x10, sh + 8);
-  out.writeUInt32LE(0x1000, sh + 12);
-  out.writeUInt32LE(0x200, sh + 16);
-  out.writeUInt32LE(headerSize, sh + 20);
-  out.writeUInt32LE(0x60000020, sh + 36);
-  out.fill(0xc3, headerSize, headerSize + 0x10);
-  return out;
-}
+import { OPT, stubPe } from '../fixtures/pe-stub.js';
 
 let work: string;
 before(async () => { work = await mkdtemp(join(tmpdir(), 'cairn-pe-')); });
