@@ -1,4 +1,5 @@
 import type { CommandModule } from 'yargs';
+import agent from './agent.js';
 import boot from './boot.js';
 import build from './build.js';
 import channel from './channel.js';
@@ -13,4 +14,4 @@ import verify from './verify.js';
 
 // Each command's arguments are typed in its own module; the list only needs them as commands.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [validate, lock, build, keys, verify, inspect, boot, publish, channel, delta, serve];
+export const commands: CommandModule<any, any>[] = [validate, lock, build, keys, verify, inspect, boot, publish, channel, delta, serve, agent];

@@ -177,10 +177,10 @@ export async function* chunkStream(
 }
 
 /**
- * Chunks a file (see chunkStream), or its first `length` bytes: a slot partition is larger
- * than the image written to it.
+ * Chunks a file (see chunkStream), or `length` bytes of it from `offset` (a partition inside a
+ * disk); chunk offsets are then relative to `offset`.
  */
-export function chunkFile(path: string, params: ChunkParams = DEFAULT_CHUNK_PARAMS, length?: number): AsyncGenerator<Chunk> {
-  const range = length === undefined ? {} : { start: 0, end: length - 1 };
+export function chunkFile(path: string, params: ChunkParams = DEFAULT_CHUNK_PARAMS, length?: number, offset = 0): AsyncGenerator<Chunk> {
+  const range = length === undefined ? { start: offset } : { start: offset, end: offset + length - 1 };
   return chunkStream(createReadStream(path, { highWaterMark: 1024 * 1024, ...range }) as AsyncIterable<Buffer>, params);
 }

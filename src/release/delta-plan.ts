@@ -18,11 +18,18 @@ export interface LocalChunk {
 
 export type LocalChunks = Map<string, LocalChunk>;
 
-/** Chunks local files (a slot partition, limited to the image length on it) and records where each chunk is. */
-export async function indexLocal(sources: { path: string; length?: number }[], params: ChunkParams, into: LocalChunks = new Map()): Promise<LocalChunks> {
-  for (const { path, length } of sources) {
-    for await (const c of chunkFile(path, params, length)) {
-      if (!into.has(c.sha256)) into.set(c.sha256, { path, offset: c.offset, size: c.size });
+/** A file, or a region of one (a slot partition inside the boot disk). */
+export interface LocalSource {
+  path: string;
+  offset?: number;
+  length?: number;
+}
+
+/** Chunks local files or regions and records where each chunk is. */
+export async function indexLocal(sources: LocalSource[], params: ChunkParams, into: LocalChunks = new Map()): Promise<LocalChunks> {
+  for (const { path, offset = 0, length } of sources) {
+    for await (const c of chunkFile(path, params, length, offset)) {
+      if (!into.has(c.sha256)) into.set(c.sha256, { path, offset: offset + c.offset, size: c.size });
     }
   }
   return into;
