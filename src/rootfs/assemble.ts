@@ -11,6 +11,7 @@ import { updateLdCache } from './ldconfig.js';
 import { makeMountPoints, moveEtcToFactory, setTimes } from './layout.js';
 import { installPackageDefaults } from './package-defaults.js';
 import { ownRecipeFiles, placeRecipeFiles } from './recipe-files.js';
+import { installCairnTools } from './cairn-tools.js';
 import { Tree } from './tree.js';
 import { applyUnits } from './units.js';
 import { configureAccounts } from './users.js';
@@ -59,6 +60,7 @@ export async function assembleRoot(opts: AssembleOptions): Promise<AssemblyRepor
     // package default.
     await placeRecipeFiles(tree, recipe);
     const defaults = await installPackageDefaults(tree);
+    await installCairnTools(tree, recipe);
     const accounts = await configureAccounts(tree, recipe, opts.sourceDateEpoch);
     ownRecipeFiles(tree, recipe, accounts);
     applyAlternatives(tree, recipe);
