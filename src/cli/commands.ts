@@ -3,10 +3,11 @@ import boot from './boot.js';
 import build from './build.js';
 import inspect from './inspect.js';
 import keys from './keys.js';
+import layer from './layer.js';
 import lock from './lock.js';
 import validate from './validate.js';
 import verify from './verify.js';
 
 // Each command's arguments are typed in its own module; the list only needs them as commands.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [validate, lock, build, keys, verify, inspect, boot];
+export const commands: CommandModule<any, any>[] = [validate, lock, build, keys, verify, inspect, boot, layer];

@@ -43,7 +43,7 @@ function checkHostFiles(data: Entry, recipeDir: string): Problem[] {
 }
 
 /** A host file the recipe names (or the default shipped with cairn) must be a readable regular file. */
-function hostFile(value: unknown, path: DataPath, recipeDir: string, fallback?: string): Problem[] {
+export function hostFile(value: unknown, path: DataPath, recipeDir: string, fallback?: string): Problem[] {
   if (value === undefined && fallback) {
     const file = join(cairnRoot(), fallback);
     const problem = fileProblem(file);
@@ -59,7 +59,7 @@ function hostFile(value: unknown, path: DataPath, recipeDir: string, fallback?: 
 }
 
 /** A host path as the user would type it from here: relative below the working directory. */
-function shown(file: string): string {
+export function shown(file: string): string {
   const rel = relative(process.cwd(), file);
   return rel && !rel.startsWith('..') && !isAbsolute(rel) ? rel : file;
 }
