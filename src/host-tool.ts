@@ -10,6 +10,10 @@ const TOOL_PACKAGES: Record<string, string> = {
   debugfs: 'e2fsprogs',
   e2fsck: 'e2fsprogs',
   xz: 'xz-utils',
+  losetup: 'mount',
+  mount: 'mount',
+  umount: 'mount',
+  veritysetup: 'cryptsetup-bin',
 };
 
 export interface ToolOptions {

@@ -4,7 +4,7 @@ import { mkdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readDebFile } from '../debian/deb-reader.js';
 import type { FetchCache } from '../debian/fetch-cache.js';
-import type { Lockfile } from '../debian/lockfile.js';
+import { formatLockfile, type Lockfile } from '../debian/lockfile.js';
 import type { Progress } from '../debian/progress.js';
 import type { LockedPackage } from '../debian/types.js';
 import { CairnError } from '../errors.js';
@@ -93,6 +93,7 @@ export async function buildRootfs(recipe: Recipe, lock: Lockfile, options: Rootf
       debs: lock.packages.map((pkg) => ({ pkg, path: fetched.paths.get(pkg.sha256)! })),
       outDir: tmpRoot,
       sourceDateEpoch: options.sourceDateEpoch,
+      lockfile: formatLockfile(lock),
       log: options.log,
     });
     await writeTreeTar(tmpRoot, tmpTar, options.sourceDateEpoch);

@@ -6,6 +6,7 @@ import channel from './channel.js';
 import delta from './delta.js';
 import inspect from './inspect.js';
 import keys from './keys.js';
+import layer from './layer.js';
 import lock from './lock.js';
 import publish from './publish.js';
 import serve from './serve.js';
@@ -14,4 +15,4 @@ import verify from './verify.js';
 
 // Each command's arguments are typed in its own module; the list only needs them as commands.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [validate, lock, build, keys, verify, inspect, boot, publish, channel, delta, serve, agent];
+export const commands: CommandModule<any, any>[] = [validate, lock, build, keys, verify, inspect, boot, publish, channel, delta, serve, agent, layer];

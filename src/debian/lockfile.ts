@@ -89,6 +89,15 @@ export function formatLockfile(lock: Lockfile): string {
   return JSON.stringify(ordered, null, 2) + '\n';
 }
 
+/**
+ * The bytes that name a base: the lock in its canonical form. Images carry exactly these as
+ * /usr/lib/cairn/cairn.lock, so a layer built from the recipe's lock and the image built from it
+ * agree on the hash even when the lock on disk was reformatted by hand.
+ */
+export function lockfileSha256(lock: Lockfile): string {
+  return createHash('sha256').update(formatLockfile(lock)).digest('hex');
+}
+
 export async function writeLockfile(path: string, lock: Lockfile): Promise<void> {
   await writeFileAtomic(path, formatLockfile(lock));
 }

@@ -24,10 +24,16 @@ export interface ResolveRequest {
   priority: 'required' | 'important' | 'none';
   /** Names the archive in error messages, for example "suite trixie". */
   suite?: string;
+  /**
+   * Packages already installed (the base image under a layer): they meet dependencies and
+   * conflict as chosen packages do, but are never chosen again nor part of the result.
+   */
+  installed?: PackageRecord[];
 }
 
 export type SelectionReason =
   | { kind: 'requested' }
+  | { kind: 'installed' }
   | { kind: 'essential' }
   | { kind: 'priority'; priority: string }
   | { kind: 'dependency'; of: string; relation: string };
@@ -181,6 +187,7 @@ class Selection {
 export function describeReason(reason: SelectionReason): string {
   switch (reason.kind) {
     case 'requested': return 'requested';
+    case 'installed': return 'in the base image';
     case 'essential': return 'Essential';
     case 'priority': return `Priority: ${reason.priority}`;
     case 'dependency': return `dependency of ${reason.of}`;
@@ -201,8 +208,13 @@ export function resolve(request: ResolveRequest, records: PackageRecord[]): Reso
   const universe = new Universe(records, request.architecture);
   const where = request.suite === undefined ? request.architecture : `${request.suite}, ${request.architecture}`;
   const selection = new Selection(request.architecture);
+  const installed = new Map<string, PackageRecord>();
+  for (const record of request.installed ?? []) {
+    installed.set(record.name, record);
+    selection.add({ record, reason: { kind: 'installed' }, parent: null });
+  }
   const notes: string[] = [];
-  const roots = chooseRoots(request, universe, where, notes);
+  const roots = chooseRoots(request, universe, installed, where, notes);
 
   for (const root of roots) {
     const clash = selection.clash(root.record);
@@ -218,6 +230,7 @@ export function resolve(request: ResolveRequest, records: PackageRecord[]): Reso
   satisfyAll(agenda, selection, universe, notes, where);
 
   const packages = [...selection.byName.values()]
+    .filter(({ reason }) => reason.kind !== 'installed')
     .map(({ record, reason }) => ({ record, reason }))
     .sort((a, b) => (a.record.name < b.record.name ? -1 : a.record.name > b.record.name ? 1 : 0));
   return { packages, notes };
@@ -324,10 +337,19 @@ function noteTie(picked: Candidate, candidates: Candidate[], notes: string[]): v
   notes.push(`several packages provide "${picked.relation.name}" equally well (${[picked.record.name, ...new Set(rivals)].join(', ')}); chose ${picked.record.name} (cairn breaks such ties by name, apt by its cache order)`);
 }
 
-function chooseRoots(request: ResolveRequest, universe: Universe, where: string, notes: string[]): Chosen[] {
+function chooseRoots(request: ResolveRequest, universe: Universe, installed: Map<string, PackageRecord>, where: string, notes: string[]): Chosen[] {
   const roots = new Map<string, Chosen>();
   for (const entry of request.packages) {
     const { name, version } = parseRequest(entry);
+    const present = installed.get(name);
+    if (present !== undefined) {
+      if (version !== null && version !== present.version) {
+        throw new CairnError(`cannot install "${entry}": the base image has ${label(present)}, which a layer cannot replace`,
+          `request "${name}" without a version, or rebuild the base with ${name}=${version}`);
+      }
+      notes.push(`${label(present)} is already in the base image`);
+      continue;
+    }
     const record = requestedRecord(name, version, universe, where, notes);
     const earlier = roots.get(record.name);
     if (earlier !== undefined && earlier.record !== record) {
@@ -340,14 +362,14 @@ function chooseRoots(request: ResolveRequest, universe: Universe, where: string,
   if (request.essential) {
     for (const name of all) {
       const newest = universe.byName.get(name)![0]!;
-      if (newest.essential && !roots.has(name)) roots.set(name, { record: newest, reason: { kind: 'essential' }, parent: null });
+      if (newest.essential && !roots.has(name) && !installed.has(name)) roots.set(name, { record: newest, reason: { kind: 'essential' }, parent: null });
     }
   }
   if (request.priority !== 'none') {
     const limit = priorityRank(request.priority);
     for (const name of all) {
       const newest = universe.byName.get(name)![0]!;
-      if (priorityRank(newest.priority) <= limit && !roots.has(name)) {
+      if (priorityRank(newest.priority) <= limit && !roots.has(name) && !installed.has(name)) {
         roots.set(name, { record: newest, reason: { kind: 'priority', priority: newest.priority }, parent: null });
       }
     }

@@ -62,7 +62,7 @@ export function hostFile(value: unknown, path: DataPath, baseDir: string, fallba
 }
 
 /** A host path as the user would type it from here: relative below the working directory. */
-function shown(file: string): string {
+export function shown(file: string): string {
   const rel = relative(process.cwd(), file);
   return rel && !rel.startsWith('..') && !isAbsolute(rel) ? rel : file;
 }

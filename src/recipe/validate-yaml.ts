@@ -1,4 +1,4 @@
-// The machinery recipes and the agent's configuration share: parse YAML keeping source positions,
+// The machinery recipes, layer files and the agent's configuration share: parse YAML keeping source positions,
 // validate against a JSON schema plus checks the schema cannot express, and report every issue
 // as `file:line:col: key.path: message`.
 import { Ajv, type ValidateFunction } from 'ajv';
@@ -24,9 +24,11 @@ export class SourceFileError extends CairnError {
  * A validator for `schema`. Defaults the schema declares are filled in (so they live in one place),
  * and schema nodes may carry an `expected` text that error messages use instead of ajv's jargon.
  */
-export function compileSchema(schema: object): ValidateFunction {
+export function compileSchema(schema: object, referenced: object[] = []): ValidateFunction {
   const ajv = new Ajv({ allErrors: true, verbose: true, useDefaults: true, allowUnionTypes: true });
   ajv.addVocabulary(['expected']);
+  // Schemas whose definitions this one $refs by their $id (a layer's package names are a recipe's).
+  for (const other of referenced) ajv.addSchema(other);
   return ajv.compile(schema);
 }
 

@@ -23,6 +23,8 @@ export interface AssembleOptions {
   /** Must not exist or be empty. */
   outDir: string;
   sourceDateEpoch: number;
+  /** The canonical lock text (formatLockfile) the image ships as /usr/lib/cairn/cairn.lock: its base identity. */
+  lockfile?: string;
   log?: (line: string) => void;
 }
 
@@ -65,7 +67,7 @@ export async function assembleRoot(opts: AssembleOptions): Promise<AssemblyRepor
     ownRecipeFiles(tree, recipe, accounts);
     applyAlternatives(tree, recipe);
     const unitLinks = applyUnits(tree, recipe);
-    await writeIdentity(tree, recipe);
+    await writeIdentity(tree, recipe, opts.lockfile);
     const ldCache = updateLdCache(tree);
     moveEtcToFactory(tree);
     makeMountPoints(tree);

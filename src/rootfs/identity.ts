@@ -6,6 +6,9 @@ import type { Tree } from './tree.js';
 
 const ROOT = { uid: 0, gid: 0 };
 
+/** Where an image carries the lock it was built from, relative to /usr: what layers check their base by. */
+export const BASE_LOCK_PATH = 'lib/cairn/cairn.lock';
+
 // os-release(5) values are shell-quoted strings.
 function quote(value: string): string {
   return `"${value.replace(/[\\"$`]/g, (c) => `\\${c}`)}"`;
@@ -26,8 +29,10 @@ export function osRelease(recipe: Pick<Recipe, 'name' | 'version' | 'base'>): st
   return fields.map(([k, v]) => `${k}=${quote(v)}\n`).join('');
 }
 
-export async function writeIdentity(tree: Tree, recipe: Pick<Recipe, 'name' | 'version' | 'base' | 'hostname'>): Promise<void> {
+/** `lockfile`: the canonical text of the lock the image was built from, when there is one. */
+export async function writeIdentity(tree: Tree, recipe: Pick<Recipe, 'name' | 'version' | 'base' | 'hostname'>, lockfile?: string): Promise<void> {
   await tree.writeFile('usr/lib/os-release', [Buffer.from(osRelease(recipe))], 0o644, ROOT);
+  if (lockfile !== undefined) await tree.writeFile(`usr/${BASE_LOCK_PATH}`, [Buffer.from(lockfile)], 0o644, ROOT);
   tree.symlink('etc/os-release', '../usr/lib/os-release', ROOT);
   await tree.writeFile('etc/hostname', [Buffer.from(`${recipe.hostname}\n`)], 0o644, ROOT);
   await tree.writeFile('etc/machine-id', [], 0o444, ROOT);

@@ -55,7 +55,11 @@ export class Tree {
   // whenever a symlink is replaced or anything removed, the only changes that can stale it.
   private dirs = new Map<string, string>();
 
-  constructor(readonly root: string) {}
+  /**
+   * `keepOwners: false` leaves every entry owned by the caller instead of its owner in the
+   * archive, as an unprivileged unpack must (owners then come from a user namespace's mapping).
+   */
+  constructor(readonly root: string, private readonly keepOwners = true) {}
 
   /** Absolute host path of an image path, without resolving anything (for reading, hashing). */
   hostPath(rel: string): string {
@@ -87,7 +91,7 @@ export class Tree {
           break;
         }
         if (mode !== 'write') return null;
-        makeDir(here, 0o755, ROOT_OWNER);
+        this.makeDir(here, 0o755, ROOT_OWNER);
         done.push(part);
         continue;
       }
@@ -138,8 +142,20 @@ export class Tree {
 
   /** lstat of `rel` with its parents resolved for reading, or undefined. */
   lstat(rel: string): Stats | undefined {
+    const path = this.find(rel);
+    return path === null ? undefined : lstatSync(path, { throwIfNoEntry: false });
+  }
+
+  /** Host path of `rel` with its parents resolved for reading (the last component not followed), or null. */
+  find(rel: string): string | null {
     const parts = this.walk(rel.split('/'), 'read', false);
-    return parts === null ? undefined : lstatSync(join(this.root, ...parts), { throwIfNoEntry: false });
+    return parts === null ? null : join(this.root, ...parts);
+  }
+
+  private own(path: string, owner: Owner, link = false): void {
+    if (!this.keepOwners) return;
+    if (link) lchownSync(path, owner.uid, owner.gid);
+    else chownSync(path, owner.uid, owner.gid);
   }
 
   /** Removes a non-directory at `path` (from locate) before something else takes its place. */
@@ -155,9 +171,9 @@ export class Tree {
     if (rel === '') return;
     const { path, existing } = this.locate(rel);
     if (existing === undefined) {
-      makeDir(path, mode, owner);
+      this.makeDir(path, mode, owner);
     } else if (existing.isDirectory()) {
-      chownSync(path, owner.uid, owner.gid);
+      this.own(path, owner);
       chmodSync(path, mode);
     } else if (!(existing.isSymbolicLink() && this.resolvesToDir(rel))) {
       throw new TreePathError('a file is already there');
@@ -182,7 +198,7 @@ export class Tree {
         for (let at = 0; at < chunk.length;) at += writeSync(fd, chunk, at);
       }
       // chown clears setuid and setgid, so the mode comes after it.
-      fchownSync(fd, owner.uid, owner.gid);
+      if (this.keepOwners) fchownSync(fd, owner.uid, owner.gid);
       fchmodSync(fd, mode);
     } finally {
       closeSync(fd);
@@ -193,7 +209,7 @@ export class Tree {
     const { path, existing } = this.locate(rel);
     this.clear(path, existing);
     symlinkSync(target, path);
-    lchownSync(path, owner.uid, owner.gid);
+    this.own(path, owner, true);
   }
 
   /** A hard link at `rel` to the regular file at image path `targetRel`. */
@@ -212,7 +228,7 @@ export class Tree {
   chown(rel: string, owner: Owner, mode: number): void {
     const { path, existing } = this.locate(rel);
     if (existing === undefined || !(existing.isFile() || existing.isDirectory())) throw new TreePathError(`/${rel} is not a file or directory`);
-    chownSync(path, owner.uid, owner.gid);
+    this.own(path, owner);
     chmodSync(path, mode);
   }
 
@@ -221,17 +237,17 @@ export class Tree {
     this.dirs.clear();
   }
 
+  private makeDir(path: string, mode: number, owner: Owner): void {
+    mkdirSync(path);
+    this.own(path, owner);
+    // mkdir applies the umask and drops setgid/sticky bits; chmod sets them exactly.
+    chmodSync(path, mode);
+  }
+
   /** Removes a non-directory if present. */
   remove(rel: string): void {
     const { path, existing } = this.locate(rel);
     this.clear(path, existing);
     this.dirs.clear();
   }
-}
-
-function makeDir(path: string, mode: number, owner: Owner): void {
-  mkdirSync(path);
-  chownSync(path, owner.uid, owner.gid);
-  // mkdir applies the umask and drops setgid/sticky bits; chmod sets them exactly.
-  chmodSync(path, mode);
 }

@@ -274,3 +274,30 @@ test('gives up within its budget when no combination works', () => {
     'cannot install app: app 1 depends on "missing", but no package in the archive is called "missing" or provides it (trixie, amd64)');
   assert.ok(performance.now() - start < 2000);
 });
+
+test('installed packages (a layer\'s base) meet dependencies and conflict, but are never chosen again', () => {
+  const base = [
+    pkg('libc6', '2.41-1', { provides: 'libc-any' }),
+    pkg('zlib1g', '1.3-1'),
+    pkg('old-tool', '1.0', { conflicts: 'rival' }),
+  ];
+  const universe = [
+    pkg('app', '2.0', { depends: 'libc-any, zlib1g (>= 1.2), libnew' }),
+    pkg('libnew', '1.0', { depends: 'libc6 (>= 2.36)' }),
+    // The archive moved on past the base's versions; the base's own still count.
+    pkg('libc6', '2.42-1', { provides: 'libc-any' }),
+    // Essential in the archive, yet not added again: the base has it.
+    pkg('zlib1g', '1.3-2', { essential: true }),
+    pkg('rival', '1.0'),
+    pkg('needs-newer-zlib', '1.0', { depends: 'zlib1g (>= 1.3-2)' }),
+  ];
+  const result = resolve(request(['app', 'zlib1g'], { installed: base, essential: true }), universe);
+  assert.deepEqual(chosen(result), ['app 2.0', 'libnew 1.0']);
+  assert.deepEqual(result.notes, ['zlib1g 1.3-1 is already in the base image']);
+  rejects(() => resolve(request(['zlib1g=1.3-2'], { installed: base }), universe),
+    'cannot install "zlib1g=1.3-2": the base image has zlib1g 1.3-1, which a layer cannot replace');
+  rejects(() => resolve(request(['rival'], { installed: base }), universe),
+    'cannot install rival 1.0 (requested): old-tool 1.0 (in the base image) conflicts with "rival" (trixie, amd64)');
+  rejects(() => resolve(request(['needs-newer-zlib'], { installed: base }), universe),
+    'cannot install needs-newer-zlib: needs-newer-zlib 1.0 depends on "zlib1g (>= 1.3-2)", but zlib1g 1.3-2 cannot be chosen: zlib1g 1.3-1 is already chosen (in the base image) (trixie, amd64)');
+});
