@@ -26,7 +26,8 @@ import { readGpt, repairGpt, setPartitionUuids } from '../image/gpt.js';
 import { parseSuperblock, verifyImage, verityLayout, verityPartitionUuids } from '../image/verity.js';
 import { decideUpdate, wariness as machineWariness, type ReleaseRef } from '../release/channel.js';
 import { reassemble } from '../release/chunk-index.js';
-import { DeltaSource, indexLocal, planDelta, type LocalSource } from '../release/delta-plan.js';
+import type { ChunkParams } from '../release/chunker.js';
+import { DeltaSource, indexLocal, planDelta, type LocalChunks, type LocalSource } from '../release/delta-plan.js';
 import { RELEASE_IMAGES, type ReleaseRecord } from '../release/release-record.js';
 import { initialTrustState, remoteChunks, UpdateRepository, type TrustState } from '../release/update-client.js';
 import { installUki, listEntries, removeEntry, type BootEntry } from './boot-entries.js';
@@ -95,6 +96,16 @@ async function loadTrust(dir: string): Promise<TrustState> {
   // Unreadable trust state: starting from the configured keys is safe (they still sign or not);
   // only rollback protection for channels restarts, and it re-arms with the next fetch.
   return initialTrustState();
+}
+
+/** The root hash an entry's UKI boots; undefined for a file that is no cairn UKI (left alone). */
+async function entryUsrHash(entry: BootEntry): Promise<string | undefined> {
+  const cmdline = await readUkiCmdline(entry.path).catch(() => undefined);
+  try {
+    return cmdline === undefined ? undefined : usrHashFromCmdline(cmdline);
+  } catch {
+    return undefined;
+  }
 }
 
 export class UpdateTransaction {
@@ -217,9 +228,16 @@ export class UpdateTransaction {
       await this.step(tx, 'entry-removed');
     }
     const running = await this.runningFiles(slots.running);
+    // Chunking the running slot is the slow part on a small host: once per parameter set.
+    const localIndexes = new Map<string, Promise<LocalChunks>>();
+    const localFor = (params: ChunkParams): Promise<LocalChunks> => {
+      const key = JSON.stringify(params);
+      if (!localIndexes.has(key)) localIndexes.set(key, indexLocal(running, params));
+      return localIndexes.get(key)!;
+    };
     if (at('written')) {
       const indexes = { usr: await this.repo.chunkIndex(record, 'usr'), verity: await this.repo.chunkIndex(record, 'verity') };
-      const local = await indexLocal(running, indexes.usr.params);
+      const local = await localFor(indexes.usr.params);
       if (!data().fullBytes) {
         const plan = [planDelta(indexes.usr, local), planDelta(indexes.verity, local)];
         const full = plan.reduce((s, p) => s + p.totals.fullBytes, 0);
@@ -251,7 +269,7 @@ export class UpdateTransaction {
     }
     if (at('uki-ready')) {
       const index = await this.repo.chunkIndex(record, 'uki');
-      const local = await indexLocal(running, index.params);
+      const local = await localFor(index.params);
       cutPoint('staged uki');
       await reassemble(index, new DeltaSource(local, remoteChunks(this.repo, index)), join(this.stateDir, STAGED_UKI));
       await this.step(tx, 'uki-ready');
@@ -313,14 +331,7 @@ export class UpdateTransaction {
   private async entriesBooting(usrHash: string): Promise<BootEntry[]> {
     const found: BootEntry[] = [];
     for (const entry of await listEntries(this.o.host.esp)) {
-      const cmdline = await readUkiCmdline(entry.path).catch(() => undefined);
-      let hash: string | undefined;
-      try {
-        hash = cmdline === undefined ? undefined : usrHashFromCmdline(cmdline);
-      } catch {
-        hash = undefined;
-      }
-      if (hash === usrHash) found.push(entry);
+      if ((await entryUsrHash(entry)) === usrHash) found.push(entry);
     }
     return found;
   }
@@ -328,13 +339,7 @@ export class UpdateTransaction {
   /** Removes every entry that would boot `slot` as it is now (its partition UUIDs name a root hash). */
   private async removeEntriesFor(slot: Slot): Promise<void> {
     for (const entry of await listEntries(this.o.host.esp)) {
-      const cmdline = await readUkiCmdline(entry.path).catch(() => undefined);
-      let hash: string | undefined;
-      try {
-        hash = cmdline === undefined ? undefined : usrHashFromCmdline(cmdline);
-      } catch {
-        hash = undefined;
-      }
+      const hash = await entryUsrHash(entry);
       if (hash === undefined || hash === this.o.host.usrHash) continue;
       const uuids = verityPartitionUuids(hash);
       if (uuids.usr === slot.usr.uuid || uuids.usrVerity === slot.verity.uuid) {
