@@ -2,13 +2,14 @@
 // containers: the compiled cairn (its JavaScript and the runtime dependencies it imports) under
 // /usr/lib/cairn/app, run by the image's own nodejs through /usr/bin/cairn; the agent's units
 // (the update loop, and the boot assessment that blesses or reboots); the ESP mounted at /efi;
-// and /etc/cairn/agent.yaml from the recipe's update section unless the recipe ships its own.
+// /etc/cairn/agent.yaml from the recipe's update section unless the recipe ships its own; and a
+// unit per recipe container, with the container's layers copied into the image.
 import { createReadStream } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
-import { basename, join, relative } from 'node:path';
+import { basename, dirname, join, relative } from 'node:path';
 import { CairnError } from '../errors.js';
 import { cairnRoot } from '../recipe/cairn-root.js';
-import type { Recipe } from '../recipe/types.js';
+import type { ContainerSpec, Recipe } from '../recipe/types.js';
 import type { Tree } from './tree.js';
 
 const ROOT = { uid: 0, gid: 0 };
@@ -77,20 +78,79 @@ async function copyTree(tree: Tree, from: string, to: string, keep: (path: strin
   }
 }
 
-/** The runtime dependencies of cairn's package.json, with theirs (npm installs them flat). */
+/**
+ * The top-level node_modules packages cairn needs at run time: its dependencies and theirs,
+ * resolved as Node does (a package's own node_modules first, then upwards), so a nested copy
+ * travels with its parent and the hoisted packages it uses are found too.
+ */
 async function dependencyClosure(root: string): Promise<string[]> {
-  const seen = new Set<string>();
-  const visit = async (name: string): Promise<void> => {
-    if (seen.has(name)) return;
-    seen.add(name);
-    const manifest = JSON.parse(await readFile(join(root, 'node_modules', name, 'package.json'), 'utf8').catch(() => {
-      throw new CairnError(`cairn's dependency ${name} is not installed in ${root}/node_modules`, 'run npm ci in the cairn checkout');
-    })) as { dependencies?: Record<string, string> };
-    for (const dep of Object.keys(manifest.dependencies ?? {})) await visit(dep);
+  const top = join(root, 'node_modules');
+  const needed = new Set<string>();
+  const visited = new Set<string>();
+  const find = async (from: string, name: string): Promise<string> => {
+    for (let dir = from; dir.startsWith(top) || dir === root; dir = dirname(dir)) {
+      const candidate = join(dir, 'node_modules', name);
+      if (await stat(join(candidate, 'package.json')).then(() => true, () => false)) return candidate;
+      if (dir === root) break;
+    }
+    throw new CairnError(`cairn's dependency ${name} (needed by ${from}) is not installed`, 'run npm ci in the cairn checkout');
   };
-  const own = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> };
-  for (const dep of Object.keys(own.dependencies ?? {})) await visit(dep);
-  return [...seen].sort();
+  const visit = async (pkgDir: string): Promise<void> => {
+    if (visited.has(pkgDir)) return;
+    visited.add(pkgDir);
+    const rel = relative(top, pkgDir).split('/');
+    if (!rel[0]!.startsWith('..') && pkgDir !== root) needed.add(rel[0]!.startsWith('@') ? `${rel[0]}/${rel[1]}` : rel[0]!);
+    const manifest = JSON.parse(await readFile(join(pkgDir, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> };
+    for (const dep of Object.keys(manifest.dependencies ?? {})) await visit(await find(pkgDir, dep));
+  };
+  await visit(root);
+  return [...needed].sort();
+}
+
+/** One ExecStart word, quoted for systemd (which also expands % specifiers and $ variables). */
+function unitWord(word: string): string {
+  return `"${word.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/%/g, '%%').replace(/\$/g, '$$$$')}"`;
+}
+
+const LAYERS = 'usr/lib/cairn/layers';
+
+/** The unit that runs a recipe container at boot, restarted as the recipe says. */
+function containerUnit(c: ContainerSpec, layerDirs: string[]): string {
+  const args = ['/usr/bin/cairn', 'run', '--name', c.name, '--net', c.net];
+  if (c.memory !== null) args.push('--memory', String(c.memory));
+  if (c.cpus !== null) args.push('--cpus', String(c.cpus));
+  if (c.pids !== null) args.push('--pids', String(c.pids));
+  for (const [name, value] of Object.entries(c.env)) args.push('--env', `${name}=${value}`);
+  for (const dir of layerDirs) args.push('--layer', `/${dir}`);
+  args.push('--', ...c.command);
+  return `[Unit]
+Description=cairn container ${c.name}
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+ExecStart=${args.map(unitWord).join(' ')}
+Restart=${c.restart}
+RestartSec=2s
+
+[Install]
+WantedBy=multi-user.target
+`;
+}
+
+/**
+ * Copies a recipe container's layer into the image: the name is a folder beside the recipe,
+ * `layers/NAME`, as `cairn layer build LAYER.yaml --out layers/NAME` writes it.
+ */
+async function installLayer(tree: Tree, recipe: Recipe, container: string, name: string): Promise<string> {
+  const source = join(dirname(recipe.file), 'layers', name);
+  const found = await stat(join(source, 'layer.json')).then((s) => s.isFile(), () => false);
+  if (!found) {
+    throw new CairnError(`${recipe.file}: container ${container} names layer ${name}, but ${join(source, 'layer.json')} does not exist`, `build it first: cairn layer build LAYER.yaml --base ${recipe.file} --out ${source}`);
+  }
+  const target = `${LAYERS}/${name}`;
+  if (!tree.lstat(target)) await copyTree(tree, source, target, () => true);
+  return target;
 }
 
 function agentYaml(recipe: Recipe): string {
@@ -132,6 +192,13 @@ export async function installCairnTools(tree: Tree, recipe: Recipe): Promise<boo
     mkdirs(tree, 'etc/cairn/keys');
     for (const key of recipe.update.keys) await tree.writeFile(`etc/cairn/keys/${basename(key)}`, [await readFile(key)], 0o644, ROOT);
     if (!tree.lstat('etc/cairn/agent.yaml')) await tree.writeFile('etc/cairn/agent.yaml', [Buffer.from(agentYaml(recipe))], 0o644, ROOT);
+  }
+  for (const c of recipe.containers) {
+    const layerDirs: string[] = [];
+    for (const layer of c.layers) layerDirs.push(await installLayer(tree, recipe, c.name, layer));
+    const unit = `cairn-container-${c.name}.service`;
+    await tree.writeFile(`${UNIT_DIR}/${unit}`, [Buffer.from(containerUnit(c, layerDirs))], 0o644, ROOT);
+    tree.symlink(`${UNIT_DIR}/multi-user.target.wants/${unit}`, `../${unit}`, ROOT);
   }
   return true;
 }
