@@ -5,7 +5,7 @@
 // finishes the update.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -20,12 +20,14 @@ import { UpdateTransaction, type HostContext } from '../../src/agent/update.js';
 import { readGpt } from '../../src/image/gpt.js';
 import { verityPartitionUuids } from '../../src/image/verity.js';
 import { promote } from '../../src/release/channel-ops.js';
+import type { ChunkIndex } from '../../src/release/chunk-index.js';
+import { indexLocal } from '../../src/release/delta-plan.js';
 import { readManifest } from '../../src/release/manifest.js';
 import { publishRelease } from '../../src/release/publish.js';
 import { startStaticServer, type StaticServer } from '../../src/release/static-server.js';
 import { bootsVerified, countTry, pickEntry, provisionHost, writeLoaderEntry, type TestHost } from '../fixtures/agent-host.js';
-import { generateTestKey } from '../fixtures/debian-repo.js';
-import { makeReleaseBuild } from '../fixtures/release-build.js';
+import { generateTestKey, serveDir, type ServeOptions } from '../fixtures/debian-repo.js';
+import { forgeChunk, makeReleaseBuild } from '../fixtures/release-build.js';
 
 const run = promisify(execFile);
 const child = fileURLToPath(new URL('../fixtures/agent-child.js', import.meta.url));
@@ -175,4 +177,51 @@ test('the agent killed at each of its writes: the host always boots a verified s
   assert.equal(recovered, points);
   assert.deepEqual([...versions].sort(), ['1.0.0', '1.2.0'], 'each cut boots the old release or, after the UKI is installed, the new one');
   t.diagnostic(`cut points tried: ${points}, recovered: ${recovered}`);
+});
+
+test('through the agent, hostile responses are refused and nothing they carried reaches the inactive slot', async () => {
+  const h = await host('hostile');
+  const hostile = await serveDir(repo);
+  try {
+    await promote({ repoDir: repo, name: 'demo', key, version: '1.1.0', channel: 'hostile' });
+    await writeFile(h.config, (await readFile(h.config, 'utf8')).replace(server.url, hostile.url).replace('channel: stable', 'channel: hostile'));
+    const config = await loadAgentConfig(h.config);
+    // A chunk of 1.1.0's usr image that a host on 1.0.0 must download.
+    const record = JSON.parse(await readFile(join(repo, 'demo/releases/1.1.0/usr.erofs.chunks.json'), 'utf8')) as ChunkIndex;
+    const have = await indexLocal([{ path: join(builds['1.0.0']!, 'usr.erofs') }], record.params);
+    const missing = record.chunks.find((c) => !have.has(c.sha256))!;
+    const url = `/chunks/${missing.sha256.slice(0, 2)}/${missing.sha256}.br`;
+    const forged = forgeChunk(await readFile(join(repo, url)));
+    const forgedRaw = forged.raw;
+    const slotB = (await readGpt(h.disk)).partitions.find((p) => p.label === 'usr-B')!;
+    const slotBytes = async () => {
+      const handle = await open(h.disk, 'r');
+      try {
+        const buf = Buffer.alloc(missing.size);
+        await handle.read(buf, 0, buf.length, slotB.offset + missing.offset);
+        return buf;
+      } finally {
+        await handle.close();
+      }
+    };
+    const cases: [string, ServeOptions, RegExp][] = [
+      ['forged chunk', { replace: { [url]: forged.packed } }, /chunk [0-9a-f]{64}: .* holds data with SHA-256/],
+      ['truncated chunk', { dropAfter: { [url]: { bytes: 10, times: 100 } } }, /download failed after 3 attempts/],
+      ['endless chunk', { endless: [url] }, /larger than the \d+ bytes cairn accepts/],
+    ];
+    for (const [what, options, message] of cases) {
+      hostile.options = options;
+      const tx = new UpdateTransaction({ host: h.context, config, keys: [key.toPublic()], log: () => undefined });
+      await assert.rejects(tx.run(), message, what);
+      assert.ok(!(await slotBytes()).equals(forgedRaw), `${what}: the refused data is not in slot B`);
+      assert.ok((await slotBytes()).every((b) => b === 0), `${what}: slot B holds nothing at that chunk`);
+      const { state } = await loadState(h.stateDir);
+      assert.match(state.lastError?.message ?? '', message, `${what}: the error is recorded for status`);
+    }
+    hostile.options = {};
+    const outcome = await new UpdateTransaction({ host: h.context, config, keys: [key.toPublic()], log: () => undefined }).run();
+    assert.equal(outcome.status, 'installed', 'with an honest server the same transaction completes');
+  } finally {
+    await hostile.close();
+  }
 });
