@@ -10,6 +10,7 @@ const TOOL_PACKAGES: Record<string, string> = {
   debugfs: 'e2fsprogs',
   e2fsck: 'e2fsprogs',
   xz: 'xz-utils',
+  depmod: 'kmod',
   losetup: 'mount',
   mount: 'mount',
   umount: 'mount',

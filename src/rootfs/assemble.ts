@@ -12,6 +12,7 @@ import { makeMountPoints, moveEtcToFactory, setTimes } from './layout.js';
 import { installPackageDefaults } from './package-defaults.js';
 import { ownRecipeFiles, placeRecipeFiles } from './recipe-files.js';
 import { installCairnTools } from './cairn-tools.js';
+import { updateModuleIndexes } from './depmod.js';
 import { Tree } from './tree.js';
 import { applyUnits } from './units.js';
 import { configureAccounts } from './users.js';
@@ -69,6 +70,7 @@ export async function assembleRoot(opts: AssembleOptions): Promise<AssemblyRepor
     const unitLinks = applyUnits(tree, recipe);
     await writeIdentity(tree, recipe, opts.lockfile);
     const ldCache = updateLdCache(tree);
+    await updateModuleIndexes(tree);
     moveEtcToFactory(tree);
     makeMountPoints(tree);
     setTimes(opts.outDir, opts.sourceDateEpoch);

@@ -2,7 +2,7 @@
 // a second build that downloads nothing, and a byte-identical rootfs.tar.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { copyFile, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { copyFile, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -37,4 +37,11 @@ test('tiny builds from the real archive twice: the second downloads nothing and 
   assert.equal(second.tarSha256, first.tarSha256);
   const osRelease = await readFile(join(work, 'b/tiny/0.1.0/rootfs/usr/lib/os-release'), 'utf8');
   assert.match(osRelease, /^IMAGE_VERSION="?0\.1\.0"?$/m);
+  // depmod's indexes: modprobe in the booted image finds vfat (the ESP) and overlay (containers).
+  const modules = join(work, 'b/tiny/0.1.0/rootfs/usr/lib/modules');
+  const [kernel] = await readdir(modules);
+  const dep = await readFile(join(modules, kernel!, 'modules.dep'), 'utf8');
+  assert.match(dep, /^kernel\/fs\/fat\/vfat\.ko(\.xz)?: kernel\/fs\/fat\/fat\.ko(\.xz)?$/m);
+  assert.match(dep, /^kernel\/fs\/overlayfs\/overlay\.ko(\.xz)?:/m);
+  assert.ok((await stat(join(modules, kernel!, 'modules.dep.bin'))).size > 0);
 });
