@@ -199,6 +199,7 @@ export class UpdateTransaction {
     const { host } = this.o;
     const slots = await this.slots();
     let tx = this.state.transaction;
+    if (tx) this.o.log('resume', { step: tx.step, version: tx.version });
     if (tx && tx.step === 'installed') return this.installedOutcome(tx);
     let record: ReleaseRecord;
     if (!tx) {
@@ -217,7 +218,6 @@ export class UpdateTransaction {
       const data = tx.data as unknown as TxData;
       record = data.ref ? await this.repo.release(data.ref) : await this.repo.releaseByVersion(tx.version);
       if (data.slot !== slots.inactive.name) throw new CairnError(`the saved transaction writes slot ${data.slot}, but that slot is running now`, 'the host rebooted into the other slot mid-update; remove the state file to start over');
-      this.o.log('resume', { step: tx.step, version: tx.version });
     }
     const data = () => tx!.data as unknown as TxData;
     const target = slots.inactive;
