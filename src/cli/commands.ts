@@ -4,9 +4,14 @@ import build from './build.js';
 import inspect from './inspect.js';
 import keys from './keys.js';
 import lock from './lock.js';
+import logs from './logs.js';
+import ps from './ps.js';
+import rm from './rm.js';
+import run from './run.js';
+import stop from './stop.js';
 import validate from './validate.js';
 import verify from './verify.js';
 
 // Each command's arguments are typed in its own module; the list only needs them as commands.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [validate, lock, build, keys, verify, inspect, boot];
+export const commands: CommandModule<any, any>[] = [validate, lock, build, keys, verify, inspect, boot, run, ps, logs, stop, rm];
