@@ -185,6 +185,10 @@ export async function installCairnTools(tree: Tree, recipe: Recipe): Promise<boo
   }
   mkdirs(tree, 'usr/bin');
   await tree.writeFile('usr/bin/cairn', [Buffer.from(WRAPPER)], 0o755, ROOT);
+  // The container helper (static C), where the runtime looks for it in an image.
+  const spawn = join(root, 'native', 'build', 'spawn');
+  if (!(await stat(spawn).then((s) => s.isFile(), () => false))) throw new CairnError(`${spawn} is missing`, 'build cairn\'s native programs first (npm run build)');
+  await tree.writeFile('usr/lib/cairn/spawn', createReadStream(spawn) as AsyncIterable<Buffer>, 0o755, ROOT);
   mkdirs(tree, `${UNIT_DIR}/multi-user.target.wants`);
   for (const [name, text] of Object.entries(UNITS)) await tree.writeFile(`${UNIT_DIR}/${name}`, [Buffer.from(text)], 0o644, ROOT);
   if (recipe.update) {

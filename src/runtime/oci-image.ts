@@ -21,6 +21,8 @@ import { applyLayer, layerEntryPath, type UnpackBudget } from './oci-layer.js';
 export interface OciImageConfig {
   /** Entrypoint followed by Cmd. */
   args: string[];
+  /** Entrypoint alone: a command given to `cairn run` replaces Cmd and follows it, as docker does. */
+  entrypoint: string[];
   /** KEY=VALUE pairs. */
   env: string[];
   /** WorkingDir, or "/" when the image names none. */
@@ -460,6 +462,7 @@ function runConfig(config: ImageConfigJson): OciImageConfig {
   const c = config.config ?? {};
   return {
     args: [...(c.Entrypoint ?? []), ...(c.Cmd ?? [])],
+    entrypoint: c.Entrypoint ?? [],
     env: c.Env ?? [],
     cwd: c.WorkingDir || '/',
     user: c.User ?? '',

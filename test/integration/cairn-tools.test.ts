@@ -48,6 +48,8 @@ test('an image with an update repository and a container gets the bundle, the un
   const { stdout } = await run(process.execPath, [join(root, 'usr/lib/cairn/app/dist/src/cli/main.js'), 'channel', '--help']);
   assert.match(stdout, /promote/);
   assert.match(await readFile(join(root, 'usr/bin/cairn'), 'utf8'), /exec \/usr\/bin\/node \/usr\/lib\/cairn\/app\/dist\/src\/cli\/main\.js "\$@"/);
+  const helper = await run(join(root, 'usr/lib/cairn/spawn'), ['--help']).catch((e: { stdout: string; stderr: string }) => e);
+  assert.match(helper.stdout + helper.stderr, /usage: .*spawn .*--spec-fd/, 'the container helper is in the image and runs');
   const wants = join(root, 'usr/lib/systemd/system/multi-user.target.wants');
   for (const unit of ['cairn-agent.service', 'cairn-agent-check.service', 'cairn-container-web.service']) {
     assert.equal(await readlink(join(wants, unit)), `../${unit}`);

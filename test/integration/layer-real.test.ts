@@ -10,6 +10,7 @@ import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { mountLayers } from '../../src/runtime/layers.js';
+import { RuntimeSandbox } from '../fixtures/runtime.js';
 
 const run = promisify(execFile);
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
@@ -53,6 +54,18 @@ test('a zstd layer over tiny holds only what tiny lacks, verifies, mounts and ru
     assert.match(version, /Zstandard CLI/);
   } finally {
     await mounted.release();
+  }
+
+  // The same through cairn run: the layer verified, mounted and overlaid on the shared /usr.
+  const sandbox = await RuntimeSandbox.create('cairn-layer-run-');
+  try {
+    const ran = sandbox.cairn('run', '--usr', usr, '--layer', join(work, 'layer'), '--', '/usr/bin/zstd', '--version');
+    assert.equal(ran.code, 0, ran.stderr);
+    assert.match(ran.stdout, /Zstandard CLI/);
+    const without = sandbox.cairn('run', '--usr', usr, '--', '/usr/bin/zstd', '--version');
+    assert.equal(without.code, 127, 'without the layer the base has no zstd');
+  } finally {
+    await sandbox.destroy();
   }
 
   const tampered = join(work, 'tampered');
