@@ -2,10 +2,11 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { CairnError } from '../errors.js';
-import { commands } from './commands.js';
+import { commandsFor } from './commands.js';
 
 async function main(): Promise<void> {
-  let cli = yargs(hideBin(process.argv))
+  const argv = hideBin(process.argv);
+  let cli = yargs(argv)
     .scriptName('cairn')
     .usage('$0 <command> [options]\n\nBuilds immutable container-host OS images from Debian packages and keeps fleets of them up to date.')
     .strict()
@@ -20,7 +21,7 @@ async function main(): Promise<void> {
     .alias('h', 'help')
     .version(false)
     .wrap(Math.min(100, process.stdout.columns ?? 100));
-  for (const command of commands) cli = cli.command(command);
+  for (const command of await commandsFor(argv)) cli = cli.command(command);
   await cli.parseAsync();
 }
 
