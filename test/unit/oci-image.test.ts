@@ -95,7 +95,7 @@ const EXPECTED = {
 };
 
 const CONFIG = { Entrypoint: ['/bin/sh', '-c'], Cmd: ['echo hi'], Env: ['PATH=/bin', 'A=b=c'], WorkingDir: '/srv', User: '1000:1000' };
-const RUN = { args: ['/bin/sh', '-c', 'echo hi'], env: ['PATH=/bin', 'A=b=c'], cwd: '/srv', user: '1000:1000' };
+const RUN = { args: ['/bin/sh', '-c', 'echo hi'], entrypoint: ['/bin/sh', '-c'], env: ['PATH=/bin', 'A=b=c'], cwd: '/srv', user: '1000:1000' };
 
 async function refused(ref: string, pattern: RegExp, limits = {}): Promise<string> {
   const dest = fresh('dest');
@@ -148,7 +148,7 @@ for (const compression of ['none', 'zst'] as const) {
     const layout = fresh('layout');
     await makeLayout(layout, { layers: [BASE, TOP], compression });
     const dest = fresh('root');
-    assert.deepEqual(await unpackOciImage(`oci:${layout}`, dest), { args: [], env: [], cwd: '/', user: '' });
+    assert.deepEqual(await unpackOciImage(`oci:${layout}`, dest), { args: [], entrypoint: [], env: [], cwd: '/', user: '' });
     assert.deepEqual(await listing(dest), EXPECTED);
   });
 }
@@ -223,7 +223,7 @@ test('a layout with several images needs a tag; a multi-platform index picks thi
   await refused(`oci:${layout}`, /holds 2 images: name one with :TAG/);
   await refused(`oci:${layout}:c`, /has no image tagged "c"/);
   const dest = fresh('root');
-  assert.deepEqual(await unpackOciImage(`oci:${layout}:b`, dest), { args: ['/b'], env: [], cwd: '/', user: '' });
+  assert.deepEqual(await unpackOciImage(`oci:${layout}:b`, dest), { args: ['/b'], entrypoint: [], env: [], cwd: '/', user: '' });
   assert.deepEqual(await listing(dest), { which: 'file:b' });
 
   const multi = fresh('multi');
@@ -299,7 +299,7 @@ test('an image made by umoci (with a deletion as whiteout) unpacks from its layo
 
   const fromLayout = fresh('root');
   const run = await unpackOciImage(`oci:${layout}:app`, fromLayout);
-  assert.deepEqual(run, { args: ['/bin/hello', 'world'], env: ['GREETING=hi'], cwd: '/etc', user: '' });
+  assert.deepEqual(run, { args: ['/bin/hello', 'world'], entrypoint: ['/bin/hello'], env: ['GREETING=hi'], cwd: '/etc', user: '' });
   const tree = await listing(fromLayout);
   assert.equal(tree['etc/hello'], 'file:hello from umoci\n');
   assert.equal(tree['etc/gone'], undefined);
