@@ -83,7 +83,7 @@ test('v1 updates itself to v2 by delta and blesses it; v3 fails its checks, runs
   const boot = async (during: (guest: SerialConsole) => Promise<void>, stop = false): Promise<string> => {
     const guest = await SerialConsole.boot({ disk, network: true });
     try {
-      const [, hash] = await guest.waitFor(/cairn-init: verity usr ([0-9a-f]{64}) on \/dev\/vda\d+\n/, 300_000);
+      const [, hash] = await guest.waitFor(/cairn-init: verity usr ([0-9a-f]{64}) on \/dev\/vda\d+ \(hash/, 300_000);
       boots.push(hash!);
       await during(guest);
       if (stop) await guest.kill();
