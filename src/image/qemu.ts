@@ -18,6 +18,8 @@ export interface QemuOptions {
   snapshot?: boolean;
   /** Guest network through QEMU user networking (the host's loopback is 10.0.2.2 inside). */
   network?: boolean;
+  /** With network: host loopback ports forwarded to guest ports (TCP). */
+  forward?: { host: number; guest: number }[];
   /** stdio for an interactive console, pipe to read the serial output. */
   stdio: 'inherit' | 'pipe';
 }
@@ -51,7 +53,7 @@ export async function startQemu(options: QemuOptions): Promise<QemuMachine> {
     '-drive', `if=pflash,format=raw,unit=1,file=${vars}`,
     '-drive', `file=${options.disk},if=virtio,format=raw${options.snapshot ? ',snapshot=on' : ''}`,
     '-serial', 'mon:stdio',
-    ...(options.network ? ['-nic', 'user,model=virtio-net-pci'] : ['-nic', 'none']),
+    ...(options.network ? ['-nic', ['user,model=virtio-net-pci', ...(options.forward ?? []).map((f) => `hostfwd=tcp:127.0.0.1:${f.host}-:${f.guest}`)].join(',')] : ['-nic', 'none']),
   ];
   const child = spawn('qemu-system-x86_64', args, { stdio: options.stdio === 'inherit' ? 'inherit' : ['pipe', 'pipe', 'pipe'] });
   const exited = new Promise<number | null>((resolve, reject) => {

@@ -132,6 +132,8 @@ After=network-online.target
 ExecStart=${args.map(unitWord).join(' ')}
 Restart=${c.restart}
 RestartSec=2s
+# cairn makes the container's cgroup beneath the unit's own.
+Delegate=yes
 
 [Install]
 WantedBy=multi-user.target
