@@ -5,7 +5,7 @@ import type { Argv, CommandModule } from 'yargs';
 import { CairnError } from '../errors.js';
 import { buildChunkIndex, validateChunkIndex, type ChunkIndex } from '../release/chunk-index.js';
 import { ChunkStore } from '../release/chunk-store.js';
-import { indexLocal, planDelta, type DeltaPlan } from '../release/delta-plan.js';
+import { indexLocal, planDelta, type DeltaPlan, type LocalChunks } from '../release/delta-plan.js';
 import { readManifest } from '../release/manifest.js';
 import { imageFile, RELEASE_IMAGES, RELEASE_RECORD_KIND, validateReleaseRecord } from '../release/release-record.js';
 import { RELEASE_RECORD } from '../release/repository-layout.js';
@@ -63,10 +63,12 @@ const plan: CommandModule<object, Args> = {
     const old = await buildImageFiles(args.old);
     const indexes = await newIndexes(args.new);
     const plans: DeltaPlan[] = [];
+    // Every old image may hold chunks of every new one; chunk them once per parameter set.
+    const local = new Map<string, Promise<LocalChunks>>();
     for (const index of indexes) {
-      // Every old image may hold chunks of every new one; chunk them with the index's parameters.
-      const have = await indexLocal(old.map((path) => ({ path })), index.params);
-      plans.push(planDelta(index, have));
+      const key = JSON.stringify(index.params);
+      if (!local.has(key)) local.set(key, indexLocal(old.map((path) => ({ path })), index.params));
+      plans.push(planDelta(index, await local.get(key)!));
     }
     const total = {
       downloadBytes: plans.reduce((s, p) => s + p.totals.downloadBytes, 0),

@@ -81,10 +81,11 @@ export async function verifyBuild(dir: string, keys: openpgp.PublicKey[]): Promi
   return { manifest, signers, mismatched: await mismatchedArtifacts(dir, manifest) };
 }
 
-/** Artifacts whose file in `dir` is missing or differs from the manifest. */
-export async function mismatchedArtifacts(dir: string, manifest: Manifest): Promise<string[]> {
+/** Artifacts (all, or those named in `only`) whose file in `dir` is missing or differs from the manifest. */
+export async function mismatchedArtifacts(dir: string, manifest: Manifest, only?: string[]): Promise<string[]> {
   const mismatched: string[] = [];
   for (const [name, expected] of Object.entries(manifest.artifacts)) {
+    if (only && !only.includes(name)) continue;
     const actual = await hashFile(join(dir, name)).catch(() => null);
     if (!actual || actual.size !== expected.size || actual.sha256 !== expected.sha256) mismatched.push(name);
   }
