@@ -107,9 +107,21 @@ async function dependencyClosure(root: string): Promise<string[]> {
   return [...needed].sort();
 }
 
-/** One ExecStart word, quoted for systemd (which also expands % specifiers and $ variables). */
+/**
+ * One ExecStart word, quoted for systemd: C escapes for backslash, quote and control characters
+ * (a unit line cannot hold a newline), %% and $$ for its specifiers and variables.
+ */
 function unitWord(word: string): string {
-  return `"${word.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/%/g, '%%').replace(/\$/g, '$$$$')}"`;
+  const escaped = word
+    .replace(/\\/g, '\\\\')
+    .replace(/"/g, '\\"')
+    .replace(/\n/g, '\\n')
+    .replace(/\t/g, '\\t')
+    // eslint-disable-next-line no-control-regex
+    .replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)
+    .replace(/%/g, '%%')
+    .replace(/\$/g, '$$$$');
+  return `"${escaped}"`;
 }
 
 const LAYERS = 'usr/lib/cairn/layers';

@@ -46,6 +46,8 @@ test('the container host boots to its default target on a verified /usr and star
   const data = parse(await readFile(recipe, 'utf8')) as Record<string, unknown> & { kernel: { config: string } };
   data.kernel.config = fileURLToPath(new URL('../../../kernel-configs/container-host.config', import.meta.url));
   data.containers = [{ name: 'hello', command: ['/usr/bin/node', '-e', SERVER], net: 'host', memory: '128MiB', restart: 'always' }];
+  // The container's unit logs to the serial console too, where a failure can be read.
+  (data.files as unknown[]).push({ path: '/usr/lib/systemd/system/cairn-container-hello.service.d/console.conf', mode: '0644', content: '[Service]\nStandardOutput=journal+console\nStandardError=journal+console\n' });
   const file = join(work, 'container-host.yaml');
   await writeFile(file, stringify(data));
   await run(process.execPath, [cli, 'build', file, '--out', work, '--json'], { maxBuffer: 1 << 24 });
@@ -65,7 +67,7 @@ test('the container host boots to its default target on a verified /usr and star
       answer = await fetch(`http://127.0.0.1:${port}/`).then((r) => r.json() as Promise<typeof answer>, () => undefined);
       if (!answer) await sleep(2000);
     }
-    assert.ok(answer, `the container answered; console:\n${guest.output.slice(-3000)}`);
+    assert.ok(answer, `the container answered; console lines about it:\n${guest.output.split('\n').filter((l) => /hello|cairn/i.test(l)).join('\n').slice(-4000)}`);
     assert.equal(answer.hostname, 'hello');
     assert.ok(answer.processes <= 3, `its own PID namespace (${answer.processes} processes)`);
     assert.equal(answer.usrWritable, 'EROFS', '/usr is read-only');

@@ -38,7 +38,7 @@ test('an image with an update repository and a container gets the bundle, the un
   await writeFile(join(work, 'ops.pub.asc'), 'not parsed at build time\n');
   const recipe = await recipeWith({
     update: { repository: 'https://updates.example.com/cairn', channel: 'beta', keys: ['ops.pub.asc'] },
-    containers: [{ name: 'web', command: ['/usr/bin/busybox', 'httpd', '-f', '-p', '8080', '-h', '/srv/100%'], memory: '64MiB', env: { GREETING: 'costs $5' } }],
+    containers: [{ name: 'web', command: ['/usr/bin/busybox', 'httpd', '-f', '-p', '8080', '-h', '/srv/100%', 'say "hi"\nthen\\go'], memory: '64MiB', env: { GREETING: 'costs $5' } }],
   }, 'with-tools');
   const root = join(work, 'root');
   await mkdir(root);
@@ -55,7 +55,7 @@ test('an image with an update repository and a container gets the bundle, the un
     assert.equal(await readlink(join(wants, unit)), `../${unit}`);
   }
   const unit = await readFile(join(root, 'usr/lib/systemd/system/cairn-container-web.service'), 'utf8');
-  assert.match(unit, /^ExecStart="\/usr\/bin\/cairn" "run" "--name" "web" "--net" "private" "--memory" "67108864" "--env" "GREETING=costs \$\$5" "--" "\/usr\/bin\/busybox" "httpd" "-f" "-p" "8080" "-h" "\/srv\/100%%"$/m);
+  assert.match(unit, /^ExecStart="\/usr\/bin\/cairn" "run" "--name" "web" "--net" "private" "--memory" "67108864" "--env" "GREETING=costs \$\$5" "--" "\/usr\/bin\/busybox" "httpd" "-f" "-p" "8080" "-h" "\/srv\/100%%" "say \\"hi\\"\\nthen\\\\go"$/m);
   assert.match(unit, /^Restart=on-failure$/m);
   const agent = parse(await readFile(join(root, 'etc/cairn/agent.yaml'), 'utf8'));
   assert.deepEqual(agent, { repository: 'https://updates.example.com/cairn', channel: 'beta', keys: ['keys/ops.pub.asc'], strategy: { type: 'immediate' }, health: { timeout: '5m', units: ['multi-user.target'], containers: ['web'] } });
