@@ -80,6 +80,7 @@ const run: CommandModule<object, RunArgs> = {
   builder: (y) => common(y).option('once', { type: 'boolean', default: false, describe: 'Check and install once, then exit (no reboot wait loop)' }),
   handler: async (args) => {
     const { config, host } = await context(args);
+    log('agent-start', { image: host.name, version: host.version, repository: config.repository, source: config.source, strategy: config.strategy.type });
     const keys = (await Promise.all(config.keys.map((k) => loadKeyring(k)))).flat();
     for (;;) {
       try {
@@ -102,6 +103,7 @@ const check: CommandModule<object, Common> = {
   builder: (y) => common(y),
   handler: async (args) => {
     const { config, host } = await context(args);
+    log('check-start', { image: host.name, version: host.version });
     const outcome = await afterBoot({
       host,
       stateDir: config.stateDir,

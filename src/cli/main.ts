@@ -25,11 +25,16 @@ async function main(): Promise<void> {
   await cli.parseAsync();
 }
 
-main().catch((err: unknown) => {
-  if (err instanceof CairnError) {
-    process.stderr.write(`cairn: ${err.message}\n${err.hint ? `hint: ${err.hint}\n` : ''}`);
-  } else {
-    process.stderr.write(`cairn: internal error: ${err instanceof Error ? err.stack : String(err)}\n`);
-  }
-  process.exit(1);
-});
+main().then(
+  // A command is done when its handler is: nothing left behind (a keep-alive socket, a child's
+  // pipe) may keep the process, and with it a oneshot unit such as the boot check, running.
+  () => process.exit(),
+  (err: unknown) => {
+    if (err instanceof CairnError) {
+      process.stderr.write(`cairn: ${err.message}\n${err.hint ? `hint: ${err.hint}\n` : ''}`);
+    } else {
+      process.stderr.write(`cairn: internal error: ${err instanceof Error ? err.stack : String(err)}\n`);
+    }
+    process.exit(1);
+  },
+);

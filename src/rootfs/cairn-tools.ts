@@ -41,6 +41,8 @@ RequiresMountsFor=/efi
 Type=oneshot
 ExecStart=/usr/bin/cairn agent check
 RemainAfterExit=yes
+# The update loop waits for this; a check that hangs must not hold it forever.
+TimeoutStartSec=30min
 
 [Install]
 WantedBy=multi-user.target

@@ -90,7 +90,7 @@ test('v1 updates itself to v2 by delta and blesses it; v3 fails its checks, runs
       else await guest.exit(300_000);
       return hash!;
     } catch (err) {
-      t.diagnostic(`console:\n${guest.output.slice(-6000)}`);
+      t.diagnostic(`console, cairn lines:\n${guest.output.split('\n').filter((l) => /cairn/.test(l)).join('\n').slice(-8000)}\nconsole end:\n${guest.output.slice(-2000)}`);
       throw err;
     } finally {
       await guest.kill();

@@ -160,10 +160,11 @@ describe('container lifecycle', { skip: isRoot ? false : 'needs root' }, () => {
 
     const layer = box.cairn('run', '--layer', '/tmp/app.erofs', '--', '/bin/true');
     assert.equal(layer.code, 1);
-    assert.match(layer.stderr, /cannot mount --layer \/tmp\/app\.erofs: app layers need cairn's layer support/);
+    // The host's own /usr was not built by cairn: no layer can be checked against it.
+    assert.match(layer.stderr, /^cairn: \/usr has no lib\/cairn\/cairn\.lock .*not built by this cairn/);
     const image = box.cairn('run', 'oci-archive:/tmp/x.tar');
     assert.equal(image.code, 1);
-    assert.match(image.stderr, /cannot run oci-archive:\/tmp\/x\.tar: OCI images need cairn's layer support/);
+    assert.match(image.stderr, /^cairn: oci-archive:\/tmp\/x\.tar: \/tmp\/x\.tar does not exist\n/);
 
     // nothing is left of containers that did not start
     assert.deepEqual(ps().map((c) => c.name), before);
