@@ -57,6 +57,14 @@ test('an image with an update repository and a container gets the bundle, the un
   const unit = await readFile(join(root, 'usr/lib/systemd/system/cairn-container-web.service'), 'utf8');
   assert.match(unit, /^ExecStart="\/usr\/bin\/cairn" "run" "--name" "web" "--net" "private" "--memory" "67108864" "--env" "GREETING=costs \$\$5" "--" "\/usr\/bin\/busybox" "httpd" "-f" "-p" "8080" "-h" "\/srv\/100%%" "say \\"hi\\"\\nthen\\\\go"$/m);
   assert.match(unit, /^Restart=on-failure$/m);
+  // systemd itself, where the build host has it, reads every unit without complaint.
+  const analyze = await run('systemd-analyze', ['--version']).then(() => true, () => false);
+  if (analyze) {
+    for (const name of ['cairn-agent.service', 'cairn-agent-check.service', 'cairn-container-web.service']) {
+      const checked = await run('systemd-analyze', ['verify', '--man=no', join(root, 'usr/lib/systemd/system', name)]).catch((e: { stderr: string }) => e);
+      assert.doesNotMatch(checked.stderr ?? '', /bad unit file|Unbalanced quoting|fatal error|Unknown (key|section)/, `${name}: ${checked.stderr}`);
+    }
+  }
   const agent = parse(await readFile(join(root, 'etc/cairn/agent.yaml'), 'utf8'));
   assert.deepEqual(agent, { repository: 'https://updates.example.com/cairn', channel: 'beta', keys: ['keys/ops.pub.asc'], strategy: { type: 'immediate' }, health: { timeout: '5m', units: ['multi-user.target'], containers: ['web'] } });
   assert.equal(await readFile(join(root, 'etc/cairn/keys/ops.pub.asc'), 'utf8'), 'not parsed at build time\n');
