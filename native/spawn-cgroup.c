@@ -54,6 +54,8 @@ static int own_cgroup_dir(const char *controller, char *out, size_t outlen) {
         line[strcspn(line, "\n")] = '\0';
         char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
         if (!c2) continue;
+        /* "ID:CONTROLLERS:PATH": split it into its three fields (v2 is "0::PATH") */
+        *c1 = '\0';
         *c2 = '\0';
         int match = controller ? has_token(c1 + 1, controller) : (!strcmp(line, "0") && c1[1] == '\0');
         if (match && strlen(c2 + 1) < sizeof own) {
