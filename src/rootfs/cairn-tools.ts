@@ -17,11 +17,18 @@ const APP = 'usr/lib/cairn/app';
 const UNIT_DIR = 'usr/lib/systemd/system';
 
 const UNITS: Record<string, string> = {
+  // Both agent units leave out the default dependencies: a target orders itself after every
+  // unit it wants, so multi-user.target would wait for the check, and the check (whose health
+  // checks may wait for multi-user.target) for it: an ordering cycle systemd breaks by dropping
+  // a job. The shutdown and early-boot ordering the defaults give is spelled out instead.
   'cairn-agent.service': `[Unit]
 Description=cairn update agent: follow the channel, install releases into the other slot
 Documentation=file:/usr/lib/cairn/app/docs/agent.md
+DefaultDependencies=no
 Wants=network-online.target
-After=network-online.target efi.mount cairn-agent-check.service
+After=basic.target network-online.target efi.mount cairn-agent-check.service
+Conflicts=shutdown.target
+Before=shutdown.target
 RequiresMountsFor=/efi
 
 [Service]
@@ -34,7 +41,11 @@ WantedBy=multi-user.target
 `,
   'cairn-agent-check.service': `[Unit]
 Description=cairn boot assessment: health checks, then bless this boot or reboot
-After=multi-user.target efi.mount
+DefaultDependencies=no
+Wants=network-online.target
+After=basic.target network-online.target efi.mount
+Conflicts=shutdown.target
+Before=shutdown.target
 RequiresMountsFor=/efi
 
 [Service]
