@@ -103,8 +103,8 @@ test('v1 updates itself to v2 by delta and blesses it; v3 fails its checks, runs
     // renamed the slot but before the UKI is on the ESP. Each time v1 boots again, verified, and
     // the agent resumes the transaction from its saved step.
     await boot(async (guest) => {
-      const [plan] = await guest.waitFor(/"event":"delta-plan"[^\n]*\n/, 900_000);
-      const { downloadBytes, fullBytes } = JSON.parse(plan!.slice(plan!.indexOf('{')));
+      const [plan] = await guest.waitFor(/\{"time":"[^"]+","event":"delta-plan"[^\n{}]*\}/, 900_000);
+      const { downloadBytes, fullBytes } = JSON.parse(plan!) as { downloadBytes: number; fullBytes: number };
       assert.ok(downloadBytes < fullBytes / 5, `a delta: ${downloadBytes} of ${fullBytes} bytes`);
       await guest.waitFor(/"event":"step","step":"writing","version":"1\.1\.0"/, 900_000);
     }, true);
