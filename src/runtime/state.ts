@@ -154,7 +154,10 @@ export async function containerStatus(state: ContainerState): Promise<ContainerS
   const exit = await readExit(state.name);
   if (exit) return { state, status: 'exited', exit };
   if (!state.supervisor) return { state, status: 'created', exit: null };
-  return { state, status: (await isAlive(state.supervisor)) ? 'running' : 'dead', exit: null };
+  if (await isAlive(state.supervisor)) return { state, status: 'running', exit: null };
+  // The supervisor writes the exit file, then ends: it may have done both since the first read.
+  const late = await readExit(state.name);
+  return late ? { state, status: 'exited', exit: late } : { state, status: 'dead', exit: null };
 }
 
 export async function listContainers(): Promise<ContainerStatus[]> {
