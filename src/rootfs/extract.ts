@@ -82,7 +82,8 @@ function checkIdentity(fields: Record<string, string>, deb: DebInput): void {
   }
 }
 
-function ownerOf(header: tar.Header): { uid: number; gid: number } {
+/** A tar entry's owner, checked to be a plain id (shared with the OCI layer unpacker). */
+export function ownerOf(header: tar.Header): { uid: number; gid: number } {
   const uid = header.uid ?? 0;
   const gid = header.gid ?? 0;
   for (const id of [uid, gid]) {

@@ -8,6 +8,7 @@ import { Readable } from 'node:stream';
 import tar from 'tar-stream';
 import { CairnError } from '../errors.js';
 import { type Tree, TreePathError } from '../rootfs/tree.js';
+import { ownerOf } from '../rootfs/extract.js';
 
 export interface UnpackBudget {
   /** Entries left for the whole image. */
@@ -36,15 +37,6 @@ export function layerEntryPath(name: string): string {
   const rel = parts.join('/');
   if (Buffer.byteLength(rel) + 1 >= PATH_MAX) throw new TreePathError(`the path is longer than ${PATH_MAX} bytes`);
   return rel;
-}
-
-function ownerOf(header: tar.Header): { uid: number; gid: number } {
-  const uid = header.uid ?? 0;
-  const gid = header.gid ?? 0;
-  for (const id of [uid, gid]) {
-    if (!Number.isInteger(id) || id < 0 || id >= 0xffffffff) throw new TreePathError(`invalid owner id ${id}`);
-  }
-  return { uid, gid };
 }
 
 class LayerApplier {

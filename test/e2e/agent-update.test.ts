@@ -9,7 +9,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -21,6 +20,7 @@ import { promote } from '../../src/release/channel-ops.js';
 import { publishRelease } from '../../src/release/publish.js';
 import { startStaticServer } from '../../src/release/static-server.js';
 import { generateTestKey } from '../fixtures/debian-repo.js';
+import { freePort } from './free-port.js';
 import { SerialConsole } from './serial-console.js';
 
 const run = promisify(execFile);
@@ -29,14 +29,6 @@ const baseRecipe = fileURLToPath(new URL('../../../recipes/container-host.yaml',
 const skip = process.getuid?.() !== 0 && 'needs root';
 const work = await mkdtemp(join(tmpdir(), 'cairn-e2e-agent-'));
 after(() => rm(work, { recursive: true, force: true }));
-
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await new Promise((resolve) => server.once('listening', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** The default recipe with an update section, an agent configuration for the test, and a health check that passes or not. */
 async function recipeFor(version: string, healthy: boolean, port: number, pubKey: string): Promise<string> {

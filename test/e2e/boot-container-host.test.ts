@@ -5,7 +5,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -13,6 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { parse, stringify } from 'yaml';
+import { freePort } from './free-port.js';
 import { SerialConsole } from './serial-console.js';
 
 const run = promisify(execFile);
@@ -33,14 +33,6 @@ require('http').createServer((req, res) => {
   res.end(JSON.stringify({ hostname: require('os').hostname(), pid: process.pid, processes: fs.readdirSync('/proc').filter((p) => /^\\d+$/.test(p)).length, usrWritable, usr }));
 }).listen(8080, () => console.log('cairn-e2e: container listening'));
 `;
-
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await new Promise((resolve) => server.once('listening', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 test('the container host boots to its default target on a verified /usr and starts its recipe\'s container from the shared /usr', { skip, timeout: 900_000 }, async () => {
   const data = parse(await readFile(recipe, 'utf8')) as Record<string, unknown> & { kernel: { config: string } };
