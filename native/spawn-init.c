@@ -110,9 +110,11 @@ void container_main(struct spec *s, int sock) {
     struct msg m;
     /* the supervisor's death must take the container with it */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    /* not dumpable: the container's processes may not open this process's /proc entries */
-    prctl(PR_SET_DUMPABLE, 0);
     if (msg_recv(sock, &m, NULL) <= 0 || m.type != MSG_GO) _exit(EXIT_SETUP);
+    /* not dumpable: the container's processes may not open this process's /proc entries. Only
+     * after GO: until then the supervisor writes this process's setgroups and id maps, which
+     * an unprivileged supervisor may not once the entries belong to root. */
+    prctl(PR_SET_DUMPABLE, 0);
     umask(0);
     prctl(PR_SET_NAME, "cairn-init");
     int slave = -1;

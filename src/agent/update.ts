@@ -23,12 +23,12 @@ import { CairnError } from '../errors.js';
 import { writeFileAtomic } from '../fs-atomic.js';
 import type { HttpOptions } from '../http.js';
 import { readGpt, repairGpt, setPartitionUuids } from '../image/gpt.js';
-import { parseSuperblock, verifyImage, verityLayout, verityPartitionUuids } from '../image/verity.js';
+import { hashDevice, parseSuperblock, verifyImage, verityLayout, verityPartitionUuids } from '../image/verity.js';
 import { decideUpdate, wariness as machineWariness, type ReleaseRef } from '../release/channel.js';
-import { reassemble } from '../release/chunk-index.js';
+import { reassemble, type ChunkIndex } from '../release/chunk-index.js';
 import type { ChunkParams } from '../release/chunker.js';
-import { DeltaSource, indexLocal, planDelta, type LocalChunks, type LocalSource } from '../release/delta-plan.js';
-import { RELEASE_IMAGES, type ReleaseRecord } from '../release/release-record.js';
+import { DeltaSource, indexLocal, planDelta, type DeltaPlan, type LocalChunks, type LocalSource } from '../release/delta-plan.js';
+import { RELEASE_IMAGES, type ReleaseImage, type ReleaseRecord } from '../release/release-record.js';
 import { initialTrustState, remoteChunks, UpdateRepository, type TrustState } from '../release/update-client.js';
 import { installUki, listEntries, removeEntry, type BootEntry } from './boot-entries.js';
 import type { AgentConfig } from './config.js';
@@ -236,42 +236,49 @@ export class UpdateTransaction {
       return localIndexes.get(key)!;
     };
     if (at('written')) {
-      const indexes = { usr: await this.repo.chunkIndex(record, 'usr'), verity: await this.repo.chunkIndex(record, 'verity') };
-      const local = await localFor(indexes.usr.params);
+      const usrIndex = await this.repo.chunkIndex(record, 'usr');
+      const local = await localFor(usrIndex.params);
+      const usrSource = await this.deltaSource(record, 'usr', usrIndex, local);
       if (!data().fullBytes) {
-        const plan = [planDelta(indexes.usr, local), planDelta(indexes.verity, local)];
-        const full = plan.reduce((s, p) => s + p.totals.fullBytes, 0);
-        const down = plan.reduce((s, p) => s + p.totals.downloadBytes, 0);
-        this.o.log('delta-plan', { version: record.version, downloadBytes: down, fullBytes: full, reusedBytes: plan.reduce((s, p) => s + p.totals.reusedBytes, 0) });
-        if (plan.every((p) => p.totals.reusedChunks === 0)) this.o.log('delta-unusable', { reason: 'no chunk of the new release is in the running slot: this is a full download' });
+        const verityIndex = await this.repo.chunkIndex(record, 'verity');
+        const plan = usrSource.plan;
+        // The verity tree is computed here from the written slot, not downloaded (unless that fails).
+        const full = plan.totals.fullBytes + planDelta(verityIndex, new Map()).totals.fullBytes;
+        this.o.log('delta-plan', { version: record.version, downloadBytes: plan.totals.downloadBytes, fullBytes: full, reusedBytes: plan.totals.reusedBytes, patchBytes: plan.totals.patchBytes, patchedBytes: plan.totals.patchedBytes });
+        if (plan.totals.reusedChunks === 0) this.o.log('delta-unusable', { reason: 'no chunk of the new release is in the running slot: this is a full download' });
         tx.data = { ...tx.data, fullBytes: full };
       }
-      for (const [key, part] of [['usr', target.usr], ['verity', target.verity]] as const) {
-        const d = data();
-        const done = d.image === undefined ? false : RELEASE_IMAGES.indexOf(d.image as 'usr') > RELEASE_IMAGES.indexOf(key);
-        if (done) continue;
-        const from = d.image === key ? d.next ?? 0 : 0;
-        const index = indexes[key];
+      const write = async (key: 'usr' | 'verity', index: ChunkIndex, source: DeltaSource, from: number): Promise<void> => {
+        const part = target[key];
         await writeSlotImage({
           index,
           target: { path: host.disk, offset: part.offset, size: part.size },
-          local,
-          download: (entry) => this.repo.chunk(entry),
+          source,
           from,
           bandwidthLimit: this.o.config.bandwidthLimit,
           checkpoint: async (p) => {
             const before = data();
-            await this.step(tx!, 'writing', { image: p.next === index.chunks.length ? RELEASE_IMAGES[RELEASE_IMAGES.indexOf(key) + 1] : key, next: p.next === index.chunks.length ? 0 : p.next, downloadedBytes: before.downloadedBytes + p.downloadedBytes, localBytes: before.localBytes + p.localBytes });
+            const finished = p.next === index.chunks.length;
+            await this.step(tx!, 'writing', { image: finished ? RELEASE_IMAGES[RELEASE_IMAGES.indexOf(key) + 1] : key, next: finished ? 0 : p.next, downloadedBytes: before.downloadedBytes + p.downloadedBytes, localBytes: before.localBytes + p.localBytes });
           },
         });
+      };
+      if (data().image === undefined || data().image === 'usr') await write('usr', usrIndex, usrSource.source, data().image === 'usr' ? data().next ?? 0 : 0);
+      if (data().image === 'verity') {
+        if (data().next === 0 && (await this.writeVerityTree(record, target))) {
+          await this.step(tx, 'writing', { image: 'uki', next: 0 });
+        } else {
+          const verityIndex = await this.repo.chunkIndex(record, 'verity');
+          await write('verity', verityIndex, new DeltaSource(local, remoteChunks(this.repo, verityIndex)), data().next ?? 0);
+        }
       }
       await this.step(tx, 'written');
     }
     if (at('uki-ready')) {
       const index = await this.repo.chunkIndex(record, 'uki');
-      const local = await localFor(index.params);
+      const { source } = await this.deltaSource(record, 'uki', index, await localFor(index.params));
       cutPoint('staged uki');
-      await reassemble(index, new DeltaSource(local, remoteChunks(this.repo, index)), join(this.stateDir, STAGED_UKI));
+      await reassemble(index, source, join(this.stateDir, STAGED_UKI));
       await this.step(tx, 'uki-ready');
     }
     if (at('verified')) {
@@ -300,6 +307,45 @@ export class UpdateTransaction {
       await rm(staged, { force: true });
     }
     return this.installedOutcome(tx);
+  }
+
+  /** Where an image's chunks come from: the running slot, patches over it, the repository. */
+  private async deltaSource(record: ReleaseRecord, image: ReleaseImage, index: ChunkIndex, local: LocalChunks): Promise<{ source: DeltaSource; plan: DeltaPlan }> {
+    const patches = await this.repo.patchSet(record, image, index);
+    if (patches && patches.from.version !== this.o.host.version) this.o.log('patches-unusable', { image, from: patches.from.version, running: this.o.host.version });
+    const plan = planDelta(index, local, patches ?? undefined);
+    return { plan, source: new DeltaSource(local, remoteChunks(this.repo, index), { index, patches: plan.patches, fetch: (p) => this.repo.patch(p) }) };
+  }
+
+  /**
+   * Computes the slot's verity tree from its freshly written usr image (the build's salt is the
+   * image's SHA-256) and writes it, when it comes out as the release's verity image byte for
+   * byte; false (the caller downloads it) when it does not.
+   */
+  private async writeVerityTree(record: ReleaseRecord, target: Slot): Promise<boolean> {
+    const usr = record.images.usr;
+    const want = record.images.verity;
+    const { superblock, area } = await hashDevice({ path: this.o.host.disk, offset: target.usr.offset }, usr.size / 4096, { salt: Buffer.from(usr.sha256, 'hex') });
+    const sha = createHash('sha256').update(superblock).update(area).digest('hex');
+    if (superblock.length + area.length !== want.size || sha !== want.sha256 || want.size > target.verity.size) {
+      this.o.log('verity-download', { reason: `the verity tree computed from slot ${target.name} is not the release's (${sha}); downloading it` });
+      return false;
+    }
+    cutPoint('verity tree');
+    const handle = await open(this.o.host.disk, 'r+');
+    try {
+      let at = 0;
+      for (const part of [superblock, area]) {
+        let done = 0;
+        while (done < part.length) done += (await handle.write(part, done, part.length - done, target.verity.offset + at + done)).bytesWritten;
+        at += part.length;
+      }
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    this.o.log('verity-computed', { version: record.version, bytes: want.size });
+    return true;
   }
 
   private installedOutcome(tx: Transaction): UpdateOutcome {

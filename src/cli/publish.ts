@@ -8,6 +8,8 @@ interface Args {
   repo: string;
   'sign-key': string;
   quality?: number;
+  'delta-from'?: string;
+  patches: boolean;
   json: boolean;
 }
 
@@ -22,8 +24,10 @@ const command: CommandModule<object, Args> = {
       .option('repo', { type: 'string', demandOption: true, describe: 'Repository folder (made if missing); serve it with any static HTTP server' })
       .option('sign-key', { type: 'string', demandOption: true, describe: 'Private key that signs the release record (one of the repository keys hosts trust)' })
       .option('quality', { type: 'number', describe: 'Brotli quality 0-11 for new chunks (default 5; 11 is ~4% smaller and ~100x slower)' })
+      .option('delta-from', { type: 'string', describe: 'Make patches from this published version (default: the release published last)' })
+      .option('patches', { type: 'boolean', default: true, describe: 'Make patches from the previous release (--no-patches: hosts download changed chunks whole)' })
       .option('json', jsonOption)
-      .example('$0 publish images/container-host/0.2.0 --repo repo --sign-key keys/release.asc', 'adds only the chunks the repository lacks'),
+      .example('$0 publish images/container-host/0.2.0 --repo repo --sign-key keys/release.asc', 'adds only the chunks the repository lacks, and patches from the release before'),
   handler: async (args) => {
     const key = await loadSigningKey(args['sign-key']);
     const started = Date.now();
@@ -32,6 +36,7 @@ const command: CommandModule<object, Args> = {
       repoDir: args.repo,
       key,
       quality: args.quality,
+      deltaFrom: args.patches ? args['delta-from'] : false,
       onImage: (file, size) => logLine(`chunking ${file} (${mib(size)})`),
     });
     const seconds = (Date.now() - started) / 1000;
@@ -44,7 +49,8 @@ const command: CommandModule<object, Args> = {
       return;
     }
     for (const i of result.images) {
-      process.stdout.write(`${i.file.padEnd(10)} ${mib(i.size)} in ${i.chunks} chunks; new: ${i.addedChunks} chunks, ${mib(i.addedBytes)} compressed (all chunks: ${mib(i.storedBytes)})\n`);
+      const patches = i.patches ? `; ${i.patches.count} patches from ${i.patches.from}: ${mib(i.patches.bytes)} instead of ${mib(i.patches.replacedBytes)} of chunks` : '';
+      process.stdout.write(`${i.file.padEnd(10)} ${mib(i.size)} in ${i.chunks} chunks; new: ${i.addedChunks} chunks, ${mib(i.addedBytes)} compressed (all chunks: ${mib(i.storedBytes)})${patches}\n`);
     }
     process.stdout.write(`published ${result.name} ${result.version} as ${result.path} in ${seconds.toFixed(1)} s\n`);
   },

@@ -186,16 +186,16 @@ async function readFull(file: FileHandle, buffer: Buffer, length: number, positi
 
 
 /** The tree levels (everything after the superblock block) and the root digest. */
-async function buildTree(dataPath: string, layout: VerityLayout, salt: Buffer): Promise<{ area: Buffer; root: Buffer }> {
+async function buildTree(data: Region, layout: VerityLayout, salt: Buffer): Promise<{ area: Buffer; root: Buffer }> {
   const area = Buffer.alloc(layout.hashDeviceSize - layout.hashBlockSize);
   if (layout.levels.length === 0) {
     let root: Buffer = Buffer.alloc(0);
-    await forEachBlock(dataPath, layout.dataBlockSize, 1, (block) => { root = digest(salt, block); });
+    await forEachBlock(data.path, layout.dataBlockSize, 1, (block) => { root = digest(salt, block); }, data.offset);
     return { area, root };
   }
-  await forEachBlock(dataPath, layout.dataBlockSize, layout.dataBlocks, (block, index) => {
+  await forEachBlock(data.path, layout.dataBlockSize, layout.dataBlocks, (block, index) => {
     digest(salt, block).copy(area, entryOffset(layout, 0, index));
-  });
+  }, data.offset);
   for (let level = 1; level < layout.levels.length; level++) {
     const below = layout.levels[level - 1]!;
     for (let index = 0; index < below.blocks; index++) {
@@ -249,15 +249,32 @@ export async function computeVerity(dataPath: string, hashPath: string, options:
   if (size === 0 || size % dataBlockSize !== 0) {
     throw new CairnError(`${dataPath} is ${size} bytes, not a whole number of ${dataBlockSize}-byte blocks`, 'dm-verity protects whole blocks: pad the image to a multiple of the data block size');
   }
-  const layout = verityLayout(size / dataBlockSize, dataBlockSize, hashBlockSize);
   const salt = options.salt ?? await sha256File(dataPath);
-  const uuid = options.uuid ?? uuidFromSalt(salt);
-  const superblock = encodeSuperblock({ uuid, algorithm: ALGORITHM, dataBlockSize, hashBlockSize, dataBlocks: layout.dataBlocks, salt });
-  const { area, root } = await buildTree(dataPath, layout, salt);
+  const { superblock, area, result } = await hashDevice({ path: dataPath, offset: 0 }, size / dataBlockSize, { ...options, salt, dataBlockSize, hashBlockSize });
   await writeAtomic(hashPath, async (file) => {
     for (const part of [superblock, area]) await file.write(part);
   });
-  return { rootHash: root.toString('hex'), salt: salt.toString('hex'), uuid, dataBlocks: layout.dataBlocks, dataBlockSize, hashBlockSize, hashSize: layout.hashDeviceSize };
+  return result;
+}
+
+/**
+ * The hash device of `dataBlocks` blocks at a region (a slot partition the agent just wrote): its
+ * superblock block and tree, in memory (about 1/128 of the data).
+ */
+export async function hashDevice(data: Region, dataBlocks: number, options: VerityOptions & { salt: Buffer }): Promise<{ superblock: Buffer; area: Buffer; result: VerityResult }> {
+  const dataBlockSize = options.dataBlockSize ?? 4096;
+  const hashBlockSize = options.hashBlockSize ?? 4096;
+  checkBlockSize(dataBlockSize, 'data');
+  const layout = verityLayout(dataBlocks, dataBlockSize, hashBlockSize);
+  const { salt } = options;
+  const uuid = options.uuid ?? uuidFromSalt(salt);
+  const superblock = encodeSuperblock({ uuid, algorithm: ALGORITHM, dataBlockSize, hashBlockSize, dataBlocks: layout.dataBlocks, salt });
+  const { area, root } = await buildTree(data, layout, salt);
+  return {
+    superblock,
+    area,
+    result: { rootHash: root.toString('hex'), salt: salt.toString('hex'), uuid, dataBlocks: layout.dataBlocks, dataBlockSize, hashBlockSize, hashSize: layout.hashDeviceSize },
+  };
 }
 
 async function fileSize(path: string): Promise<number> {

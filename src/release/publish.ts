@@ -3,17 +3,18 @@
 // temporary name and renamed into place, so a release is either absent or whole: a reader (or a
 // crash) never sees one without its record, and the record is what hosts look for.
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type * as openpgp from 'openpgp';
 import { CairnError } from '../errors.js';
 import { writeFileAtomic } from '../fs-atomic.js';
 import { sha256File } from '../hash-file.js';
-import { buildChunkIndex, type ChunkIndex } from './chunk-index.js';
+import { buildChunkIndex, validateChunkIndex, type ChunkIndex } from './chunk-index.js';
 import { ChunkStore } from './chunk-store.js';
 import { formatJson } from './json-document.js';
 import { MANIFEST, SIGNATURE, mismatchedArtifacts, readManifest } from './manifest.js';
 import { imageFile, RELEASE_IMAGES, RELEASE_RECORD_KIND, validateReleaseRecord, type FileRef, type ImageRef, type ReleaseImage, type ReleaseRecord } from './release-record.js';
+import { makePatchSet, patchWriter } from './patch-set.js';
 import { CHUNKS_DIR, RELEASE_RECORD, releaseDir } from './repository-layout.js';
 import { readSignedJsonUnverified, signJson } from './signed-json.js';
 
@@ -26,7 +27,15 @@ export interface PublishOptions {
   now?: Date;
   /** Called per image as it is chunked. */
   onImage?: (file: string, size: number) => void;
+  /**
+   * The release to make patches from (hosts running it download patches instead of changed
+   * chunks). Default: the release of the same image published last; false: no patches.
+   */
+  deltaFrom?: string | false;
 }
+
+/** The images that get patches: the verity tree is recomputed by hosts, never downloaded whole. */
+const PATCHED_IMAGES: readonly ReleaseImage[] = ['usr', 'uki'];
 
 export interface ImageSummary {
   file: string;
@@ -37,6 +46,8 @@ export interface ImageSummary {
   addedBytes: number;
   /** Compressed bytes of all the image's chunks (what a host with nothing would download). */
   storedBytes: number;
+  /** Patches from the previous release: how many, their bytes, and the chunk bytes they replace. */
+  patches?: { from: string; count: number; bytes: number; replacedBytes: number };
 }
 
 export interface PublishResult {
@@ -56,6 +67,39 @@ async function readExistingRecord(path: string): Promise<string | null> {
     if (err.code === 'ENOENT') return null;
     throw err;
   });
+}
+
+/** The published release to make patches from: the one named, or the last one published. */
+async function previousRelease(repoDir: string, name: string, version: string, deltaFrom: string | false | undefined): Promise<{ record: ReleaseRecord; dir: string } | null> {
+  if (deltaFrom === false) return null;
+  const releasesDir = join(repoDir, releaseDir(name, version), '..');
+  const versions = deltaFrom !== undefined ? [deltaFrom] : await readdir(releasesDir).catch(() => [] as string[]);
+  let best: { record: ReleaseRecord; dir: string } | null = null;
+  for (const v of versions) {
+    if (v.startsWith('.') || v === version) continue;
+    const dir = join(repoDir, releaseDir(name, v));
+    const text = await readExistingRecord(join(dir, RELEASE_RECORD));
+    if (text === null) {
+      if (deltaFrom !== undefined) throw new CairnError(`${deltaFrom} is not published in ${repoDir}`, 'name a published version with --delta-from, or leave it out for the last one published');
+      continue;
+    }
+    const record = await readSignedJsonUnverified(text, join(dir, RELEASE_RECORD), validateReleaseRecord, RELEASE_RECORD_KIND);
+    if (!best || record.published > best.record.published) best = { record, dir };
+  }
+  return best;
+}
+
+/** Reads `length` bytes at `offset` of a file. */
+async function readRange(path: string, offset: number, length: number): Promise<Buffer> {
+  const file = await open(path, 'r');
+  try {
+    const buf = Buffer.alloc(length);
+    const { bytesRead } = await file.read(buf, 0, length, offset);
+    if (bytesRead !== length) throw new CairnError(`${path} is shorter than its chunk index says`);
+    return buf;
+  } finally {
+    await file.close();
+  }
 }
 
 export async function publishRelease(opts: PublishOptions): Promise<PublishResult> {
@@ -83,6 +127,7 @@ export async function publishRelease(opts: PublishOptions): Promise<PublishResul
   }
 
   const store = new ChunkStore(join(opts.repoDir, CHUNKS_DIR), { quality: opts.quality });
+  const previous = await previousRelease(opts.repoDir, manifest.name, manifest.version, opts.deltaFrom);
   await mkdir(join(opts.repoDir, relDir, '..'), { recursive: true });
   const staging = join(opts.repoDir, relDir, '..', `.${manifest.version}.${randomBytes(4).toString('hex')}.tmp`);
   await mkdir(staging);
@@ -105,6 +150,23 @@ export async function publishRelease(opts: PublishOptions): Promise<PublishResul
       const indexName = `${file}.chunks.json`;
       await writeFileAtomic(join(staging, indexName), formatJson(index));
       images[key] = { index: await fileRef(join(staging, indexName), indexName), size: index.size, sha256: index.sha256 };
+      if (previous && PATCHED_IMAGES.includes(key)) {
+        const oldRef = previous.record.images[key];
+        const oldIndex = validateChunkIndex(JSON.parse(await readFile(join(previous.dir, oldRef.index.path), 'utf8')));
+        const set = await makePatchSet({
+          oldIndex,
+          oldVersion: previous.record.version,
+          oldChunks: store,
+          newIndex: index,
+          readNew: (offset, length) => readRange(imagePath, offset, length),
+          storePatch: patchWriter(opts.repoDir),
+        });
+        const setName = `${file}.patches.json`;
+        await writeFileAtomic(join(staging, setName), formatJson(set));
+        images[key]!.patches = await fileRef(join(staging, setName), setName);
+        const replaced = new Map(set.patches.flatMap((p) => index.chunks.slice(p.first, p.first + p.count).map((c) => [c.sha256, c.storedSize] as const)));
+        summary.patches = { from: previous.record.version, count: set.patches.length, bytes: set.patches.reduce((s, p) => s + p.size, 0), replacedBytes: [...replaced.values()].reduce((s, n) => s + n, 0) };
+      }
       summaries.push(summary);
     }
     await writeFileAtomic(join(staging, MANIFEST), manifestText);

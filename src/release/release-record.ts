@@ -19,6 +19,8 @@ export interface ImageRef {
   /** The image itself, as the index rebuilds it. */
   size: number;
   sha256: string;
+  /** Patches (cairn-patches/1) from the release published before, for hosts running it. */
+  patches?: FileRef;
 }
 
 export interface ReleaseRecord {

@@ -46,3 +46,10 @@ export function chunkPath(sha256: string): string {
   if (!isSha256Hex(sha256)) throw new CairnError(`not a SHA-256 chunk name: ${JSON.stringify(sha256)}`);
   return `${CHUNKS_DIR}/${sha256.slice(0, 2)}/${sha256}.br`;
 }
+
+export const PATCHES_DIR = 'patches';
+
+export function patchPath(sha256: string): string {
+  if (!isSha256Hex(sha256)) throw new CairnError(`not a SHA-256 patch name: ${JSON.stringify(sha256)}`);
+  return `${PATCHES_DIR}/${sha256.slice(0, 2)}/${sha256}.patch`;
+}

@@ -5,8 +5,8 @@
 // - rollback: a channel whose serial is lower than one already seen is refused, and so is a
 //   different channel document with the same serial;
 // - freeze: an expired channel is refused;
-// - endless data: every download has a ceiling (metadata 1 MiB; files and chunks their declared
-//   size), and a server that stalls is cut off;
+// - endless data: every download has a ceiling (metadata 1 MiB; files, chunks and patches their
+//   declared size), and a server that stalls is cut off;
 // - mix-and-match: a channel or release for another image or architecture is refused, and each
 //   file must have the size and SHA-256 its signed parent gave.
 // What passed is recorded in TrustState, which the caller persists (atomically) between runs.
@@ -18,8 +18,9 @@ import { CHANNEL_KIND, validateChannel, type ChannelDoc, type ReleaseRef } from 
 import { validateChunkIndex, type ChunkIndex, type ChunkIndexEntry } from './chunk-index.js';
 import { decodeChunk, maxStoredSize, type ChunkSource } from './chunk-store.js';
 import { parseManifest, type Manifest } from './manifest.js';
+import { checkPatchSet, type PatchEntry, type PatchSet } from './patch-set.js';
 import { RELEASE_RECORD_KIND, validateReleaseRecord, type FileRef, type ReleaseImage, type ReleaseRecord } from './release-record.js';
-import { channelPath, chunkPath, releaseDir, releaseRecordPath, rootPath } from './repository-layout.js';
+import { channelPath, chunkPath, patchPath, releaseDir, releaseRecordPath, rootPath } from './repository-layout.js';
 import { rootKeys, verifyRoot } from './root-keys.js';
 import { MAX_METADATA_BYTES, verifyJson } from './signed-json.js';
 
@@ -202,6 +203,30 @@ export class UpdateRepository {
       throw new CairnError(`${url}: describes ${index.size} bytes with SHA-256 ${index.sha256}, the release record says ${ref.size} bytes with ${ref.sha256}`, REPO_HINT);
     }
     return index;
+  }
+
+  /** The patches of one image from the release before it, or null when the release has none. */
+  async patchSet(record: ReleaseRecord, image: ReleaseImage, index: ChunkIndex): Promise<PatchSet | null> {
+    const ref = record.images[image].patches;
+    if (!ref) return null;
+    const data = await this.file(record, ref);
+    const url = this.fileUrl(record, ref);
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(data.toString('utf8'));
+    } catch (err) {
+      throw new CairnError(`${url}: not JSON (${(err as Error).message})`, REPO_HINT);
+    }
+    return checkPatchSet(parsed, index, url);
+  }
+
+  /** One patch file, downloaded with a ceiling of its listed size and checked against its hash. */
+  async patch(entry: PatchEntry): Promise<Buffer> {
+    const url = this.url(patchPath(entry.sha256));
+    const data = await fetchBytes(url, entry.size, this.o.http);
+    if (data.length !== entry.size) throw new CairnError(`${url}: got ${data.length} bytes, the patch list says ${entry.size}`, REPO_HINT);
+    if (sha256(data) !== entry.sha256) throw new CairnError(`${url}: SHA-256 ${sha256(data)}, the patch list says ${entry.sha256}`, REPO_HINT);
+    return data;
   }
 
   chunkUrl(sha: string): string {

@@ -20,8 +20,9 @@ import { UpdateTransaction, type HostContext } from '../../src/agent/update.js';
 import { readGpt } from '../../src/image/gpt.js';
 import { verityPartitionUuids } from '../../src/image/verity.js';
 import { promote } from '../../src/release/channel-ops.js';
-import type { ChunkIndex } from '../../src/release/chunk-index.js';
-import { indexLocal } from '../../src/release/delta-plan.js';
+import type { ChunkIndex, ChunkIndexEntry } from '../../src/release/chunk-index.js';
+import { indexLocal, planDelta } from '../../src/release/delta-plan.js';
+import type { PatchSet } from '../../src/release/patch-set.js';
 import { readManifest } from '../../src/release/manifest.js';
 import { publishRelease } from '../../src/release/publish.js';
 import { startStaticServer, type StaticServer } from '../../src/release/static-server.js';
@@ -56,9 +57,12 @@ before(async () => {
   repo = join(work, 'repo');
   key = await generateTestKey('cairn test repository');
   await writeFile(join(work, 'release.pub.asc'), key.toPublic().armor());
-  for (const [version, changes] of [['1.0.0', []], ['1.1.0', [3, 50]], ['1.2.0', [3, 50, 77]]] as const) {
-    builds[version] = await makeReleaseBuild(join(work, 'builds'), { version, changes: [...changes] });
-    await publishRelease({ buildDir: builds[version]!, repoDir: repo, key });
+  // Each release replaces files and edits others in place (those get patches). The hosts here run
+  // 1.0.0 and most install 1.2.0, so 1.2.0's patches start from 1.0.0: the cut points then fall
+  // inside patched runs too.
+  for (const [version, changes, tweaks] of [['1.0.0', [], []], ['1.1.0', [3, 50], [10]], ['1.2.0', [3, 50, 77], [10, 11]]] as const) {
+    builds[version] = await makeReleaseBuild(join(work, 'builds'), { version, changes: [...changes], tweaks: [...tweaks] });
+    await publishRelease({ buildDir: builds[version]!, repoDir: repo, key, deltaFrom: version === '1.2.0' ? '1.0.0' : undefined });
   }
   await promote({ repoDir: repo, name: 'demo', key, version: '1.1.0', channel: 'stable' });
   server = await startStaticServer(repo);
@@ -180,47 +184,68 @@ test('the agent killed at each of its writes: the host always boots a verified s
 });
 
 test('through the agent, hostile responses are refused and nothing they carried reaches the inactive slot', async () => {
-  const h = await host('hostile');
+  // Chunks are attacked on a release published without patches (a host downloads its changed
+  // chunks whole), patches on 1.1.0, whose changed chunks a host on 1.0.0 makes from patches.
+  const plain = await makeReleaseBuild(join(work, 'builds'), { version: '1.3.0', changes: [3, 50, 77, 91] });
+  await publishRelease({ buildDir: plain, repoDir: repo, key, deltaFrom: false });
   const hostile = await serveDir(repo);
   try {
-    await promote({ repoDir: repo, name: 'demo', key, version: '1.1.0', channel: 'hostile' });
-    await writeFile(h.config, (await readFile(h.config, 'utf8')).replace(server.url, hostile.url).replace('channel: stable', 'channel: hostile'));
-    const config = await loadAgentConfig(h.config);
-    // A chunk of 1.1.0's usr image that a host on 1.0.0 must download.
-    const record = JSON.parse(await readFile(join(repo, 'demo/releases/1.1.0/usr.erofs.chunks.json'), 'utf8')) as ChunkIndex;
-    const have = await indexLocal([{ path: join(builds['1.0.0']!, 'usr.erofs') }], record.params);
-    const missing = record.chunks.find((c) => !have.has(c.sha256))!;
-    const url = `/chunks/${missing.sha256.slice(0, 2)}/${missing.sha256}.br`;
-    const forged = forgeChunk(await readFile(join(repo, url)));
-    const forgedRaw = forged.raw;
-    const slotB = (await readGpt(h.disk)).partitions.find((p) => p.label === 'usr-B')!;
-    const slotBytes = async () => {
-      const handle = await open(h.disk, 'r');
-      try {
-        const buf = Buffer.alloc(missing.size);
-        await handle.read(buf, 0, buf.length, slotB.offset + missing.offset);
-        return buf;
-      } finally {
-        await handle.close();
+    for (const version of ['1.3.0', '1.1.0']) {
+      const h = await host(`hostile-${version}`);
+      const channel = `hostile-${version.replace(/\./g, '-')}`;
+      await promote({ repoDir: repo, name: 'demo', key, version, channel });
+      await writeFile(h.config, (await readFile(h.config, 'utf8')).replace(server.url, hostile.url).replace('channel: stable', `channel: ${channel}`));
+      const config = await loadAgentConfig(h.config);
+      const index = JSON.parse(await readFile(join(repo, `demo/releases/${version}/usr.erofs.chunks.json`), 'utf8')) as ChunkIndex;
+      const patchSet = JSON.parse(await readFile(join(repo, `demo/releases/${version}/usr.erofs.patches.json`), 'utf8').catch(() => 'null')) as PatchSet | null;
+      const plan = planDelta(index, await indexLocal([{ path: join(builds['1.0.0']!, 'usr.erofs') }], index.params), patchSet ?? undefined);
+      const slotB = (await readGpt(h.disk)).partitions.find((p) => p.label === 'usr-B')!;
+      const slotBytes = async (at: ChunkIndexEntry) => {
+        const handle = await open(h.disk, 'r');
+        try {
+          const buf = Buffer.alloc(at.size);
+          await handle.read(buf, 0, buf.length, slotB.offset + at.offset);
+          return buf;
+        } finally {
+          await handle.close();
+        }
+      };
+      const cases: [string, ServeOptions, RegExp, ChunkIndexEntry][] = [];
+      if (version === '1.3.0') {
+        assert.equal(patchSet, null);
+        const missing = plan.download[0]!;
+        const url = `/chunks/${missing.sha256.slice(0, 2)}/${missing.sha256}.br`;
+        const forged = forgeChunk(await readFile(join(repo, url)));
+        cases.push(
+          ['forged chunk', { replace: { [url]: forged.packed } }, /chunk [0-9a-f]{64}: .* holds data with SHA-256/, missing],
+          ['truncated chunk', { dropAfter: { [url]: { bytes: 10, times: 100 } } }, /download failed after 3 attempts/, missing],
+          ['endless chunk', { endless: [url] }, /larger than the \d+ bytes cairn accepts/, missing],
+        );
+      } else {
+        const patch = plan.patches[0]!;
+        assert.ok(patch, 'a host on 1.0.0 uses 1.1.0\'s patches');
+        const url = `/patches/${patch.sha256.slice(0, 2)}/${patch.sha256}.patch`;
+        const forged = await readFile(join(repo, url));
+        forged[forged.length - 1] ^= 1;
+        const first = index.chunks[patch.first]!;
+        cases.push(
+          ['forged patch', { replace: { [url]: forged } }, /\.patch: SHA-256 [0-9a-f]{64}, the patch list says/, first],
+          ['truncated patch', { dropAfter: { [url]: { bytes: 10, times: 100 } } }, /download failed after 3 attempts/, first],
+          ['endless patch', { endless: [url] }, /larger than the \d+ bytes cairn accepts/, first],
+        );
       }
-    };
-    const cases: [string, ServeOptions, RegExp][] = [
-      ['forged chunk', { replace: { [url]: forged.packed } }, /chunk [0-9a-f]{64}: .* holds data with SHA-256/],
-      ['truncated chunk', { dropAfter: { [url]: { bytes: 10, times: 100 } } }, /download failed after 3 attempts/],
-      ['endless chunk', { endless: [url] }, /larger than the \d+ bytes cairn accepts/],
-    ];
-    for (const [what, options, message] of cases) {
-      hostile.options = options;
-      const tx = new UpdateTransaction({ host: h.context, config, keys: [key.toPublic()], log: () => undefined });
-      await assert.rejects(tx.run(), message, what);
-      assert.ok(!(await slotBytes()).equals(forgedRaw), `${what}: the refused data is not in slot B`);
-      assert.ok((await slotBytes()).every((b) => b === 0), `${what}: slot B holds nothing at that chunk`);
-      const { state } = await loadState(h.stateDir);
-      assert.match(state.lastError?.message ?? '', message, `${what}: the error is recorded for status`);
+      for (const [what, options, message, region] of cases) {
+        hostile.options = options;
+        const tx = new UpdateTransaction({ host: h.context, config, keys: [key.toPublic()], log: () => undefined });
+        await assert.rejects(tx.run(), message, what);
+        assert.ok((await slotBytes(region)).every((b) => b === 0), `${what}: slot B holds nothing of what was refused`);
+        const { state } = await loadState(h.stateDir);
+        assert.match(state.lastError?.message ?? '', message, `${what}: the error is recorded for status`);
+      }
+      hostile.options = {};
+      const outcome = await new UpdateTransaction({ host: h.context, config, keys: [key.toPublic()], log: () => undefined }).run();
+      assert.equal(outcome.status, 'installed', `${version}: with an honest server the same transaction completes`);
     }
-    hostile.options = {};
-    const outcome = await new UpdateTransaction({ host: h.context, config, keys: [key.toPublic()], log: () => undefined }).run();
-    assert.equal(outcome.status, 'installed', 'with an honest server the same transaction completes');
   } finally {
     await hostile.close();
   }

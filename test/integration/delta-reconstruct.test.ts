@@ -17,6 +17,7 @@ import { ChunkStore } from '../../src/release/chunk-store.js';
 import { DeltaSource, indexLocal } from '../../src/release/delta-plan.js';
 import { readManifest } from '../../src/release/manifest.js';
 import { imageFile, RELEASE_IMAGES } from '../../src/release/release-record.js';
+import { patchPath } from '../../src/release/repository-layout.js';
 import { reconstructRelease, releaseIndexes, type Reconstruction } from '../fixtures/delta-reconstruct.js';
 
 const run = promisify(execFile);
@@ -83,10 +84,10 @@ test('the new images rebuilt from the old ones and the downloaded chunks are the
   }
 });
 
-test('a host downloads only the changed chunks: the usr image and the UKI are mostly reused, the verity tree is not', { skip }, () => {
+test('a host downloads only the changed chunks or patches: the usr image and the UKI are mostly reused, the verity tree is not', { skip }, () => {
   const [usr, verity, uki] = rebuilt.images.map((r) => r.plan.totals);
   for (const [name, t] of [['usr.erofs', usr!], ['UKI', uki!]] as const) {
-    assert.ok(t.downloadChunks >= 1, `${name}: the change is in at least one chunk`);
+    assert.ok(t.downloadChunks + t.patchedChunks >= 1, `${name}: the change is in at least one chunk`);
     assert.ok(t.reusedChunks > t.downloadChunks, `${name}: ${t.reusedChunks} chunks reused, ${t.downloadChunks} downloaded`);
     assert.ok(t.downloadBytes < t.fullBytes, `${name}: the delta is smaller than the image`);
   }
@@ -94,25 +95,38 @@ test('a host downloads only the changed chunks: the usr image and the UKI are mo
   assert.equal(verity!.reusedChunks, 0);
 });
 
-test('the host store holds the planned chunks and nothing else', { skip }, async () => {
-  const planned = new Set(rebuilt.images.flatMap((r) => r.plan.download.map((c) => c.sha256)));
-  const files = (await readdir(rebuilt.hostStore, { recursive: true, withFileTypes: true })).filter((e) => e.isFile());
+test('the host holds the planned chunks and patches and nothing else', { skip }, async () => {
+  const planned = new Set(rebuilt.images.filter((r) => !r.computed).flatMap((r) => r.plan.download.map((c) => c.sha256)));
+  const files = (await readdir(rebuilt.hostStore, { recursive: true, withFileTypes: true }).catch(() => [])).filter((e) => e.isFile());
   assert.deepEqual(new Set(files.map((e) => e.name.replace(/\.br$/, ''))), planned);
+  const patches = (await readdir(rebuilt.hostPatches, { recursive: true, withFileTypes: true }).catch(() => [])).filter((e) => e.isFile());
+  assert.deepEqual(new Set(patches.map((e) => e.name.replace(/\.patch$/, ''))), new Set(rebuilt.images.flatMap((r) => r.plan.patches.map((p) => p.sha256))));
+  assert.ok(patches.length > 0, 'the UKI at least is patched: only its command line changed');
   let bytes = 0;
-  for (const e of files) bytes += (await stat(join(e.parentPath, e.name))).size;
+  for (const e of [...files, ...patches]) bytes += (await stat(join(e.parentPath, e.name))).size;
   assert.equal(bytes, rebuilt.copiedBytes);
   const plan = JSON.parse(await cairn('delta', 'plan', builds[0]!, releaseDir, '--json'));
   assert.equal(plan.total.downloadBytes, rebuilt.copiedBytes, 'cairn delta plan names the same bytes');
 });
 
-test('without one of the downloaded chunks the rebuild fails and leaves no file', { skip }, async () => {
-  const [index] = await releaseIndexes(releaseDir, publicKey);
+test('without one of the downloaded chunks or patches the rebuild fails and leaves no file', { skip }, async () => {
+  const [{ index }] = await releaseIndexes(releaseDir, publicKey);
   const usr = rebuilt.images[0]!;
   const store = new ChunkStore(rebuilt.hostStore);
-  await rm(store.pathOf(usr.plan.download[0]!.sha256));
   const { manifest } = await readManifest(builds[0]!);
-  const have = await indexLocal(RELEASE_IMAGES.map((key) => ({ path: join(builds[0]!, imageFile(key, manifest.name, manifest.version)) })), index!.params);
+  const have = await indexLocal(RELEASE_IMAGES.map((key) => ({ path: join(builds[0]!, imageFile(key, manifest.name, manifest.version)) })), index.params);
   const out = join(work, 'host/partial.erofs');
-  await assert.rejects(reassemble(index!, new DeltaSource(have, store), out), new RegExp(`chunk ${usr.plan.download[0]!.sha256} is not in the store`));
+  const chunk = usr.plan.download[0];
+  const patch = usr.plan.patches[0];
+  assert.ok(chunk || patch, 'the usr image needs something downloaded');
+  if (chunk) {
+    await rm(store.pathOf(chunk.sha256));
+    await assert.rejects(reassemble(index, new DeltaSource(have, store), out), new RegExp(`chunk ${chunk.sha256} is not in the store`));
+  } else {
+    const lost = join(rebuilt.hostPatches, patchPath(patch!.sha256));
+    await rm(lost);
+    const fetch = (p: { sha256: string }) => readFile(join(rebuilt.hostPatches, patchPath(p.sha256)));
+    await assert.rejects(reassemble(index, new DeltaSource(have, store, { index, patches: usr.plan.patches, fetch }), out), { code: 'ENOENT', path: lost });
+  }
   await assert.rejects(stat(out), { code: 'ENOENT' });
 });

@@ -105,10 +105,14 @@ test('channel commands: promote, phased rollout, pin back, revoke falls back; st
   assert.deepEqual(status.map((s: { channel: string; release: string; serial: number }) => [s.channel, s.release, s.serial]), [['beta', '1.0.0', 4], ['stable', '1.0.0', 3]]);
 });
 
-test('a host follows the channel, downloads only missing chunks and rebuilds the new images byte for byte', async () => {
-  // A fresh channel for this test, signed now: 1.1.0 was revoked above, so publish 1.2.0.
-  const v3 = await makeReleaseBuild(join(work, 'builds'), { version: '1.2.0', changes: [3, 57, 90] });
-  await publishRelease({ buildDir: v3, repoDir: repo, key });
+test('a host follows the channel, downloads only missing chunks and patches, and rebuilds the new images byte for byte', async () => {
+  // A fresh channel for this test, signed now: 1.1.0 was revoked above, so publish 1.2.0. It
+  // edits two files in place besides replacing three, and carries patches from 1.1.0.
+  const v3 = await makeReleaseBuild(join(work, 'builds'), { version: '1.2.0', changes: [3, 57, 90], tweaks: [10, 11] });
+  const published = await publishRelease({ buildDir: v3, repoDir: repo, key });
+  const usrPatches = published.images.find((i) => i.file === 'usr.erofs')!.patches!;
+  assert.equal(usrPatches.from, '1.1.0', 'patches start from the release published last');
+  assert.ok(usrPatches.count > 0 && usrPatches.bytes < usrPatches.replacedBytes, `patches: ${JSON.stringify(usrPatches)}`);
   await promote({ repoDir: repo, name: 'demo', key, version: '1.2.0', channel: 'edge' });
 
   const saved: string[] = [];
@@ -122,24 +126,48 @@ test('a host follows the channel, downloads only missing chunks and rebuilds the
   const manifest = await host.manifest(record);
   assert.equal(manifest.usr.rootHash, record.rootHash);
 
+  // The host runs 1.1.0, the release the patches start from.
   requests.length = 0;
   let planned = 0;
+  let withoutPatches = 0;
   const out = join(work, 'host');
   await mkdir(out, { recursive: true });
   for (const image of RELEASE_IMAGES) {
     const index = await host.chunkIndex(record, image);
-    const have = await indexLocal(RELEASE_IMAGES.map((k) => ({ path: join(v1, imageFile(k, 'demo', '1.0.0')) })), index.params);
-    const plan = planDelta(index, have);
+    const have = await indexLocal(RELEASE_IMAGES.map((k) => ({ path: join(v2, imageFile(k, 'demo', '1.1.0')) })), index.params);
+    const patches = await host.patchSet(record, image, index);
+    assert.equal(patches === null, image === 'verity', `${image}: patches ${patches ? 'present' : 'absent'}`);
+    const plan = planDelta(index, have, patches ?? undefined);
     planned += plan.totals.downloadBytes;
+    withoutPatches += planDelta(index, have).totals.downloadBytes;
     const target = join(out, imageFile(image, 'demo', '1.2.0'));
-    await reassemble(index, new DeltaSource(have, remoteChunks(host, index)), target);
+    await reassemble(index, new DeltaSource(have, remoteChunks(host, index), { index, patches: plan.patches, fetch: (p) => host.patch(p) }), target);
     assert.deepEqual(await sha256File(target), await sha256File(join(v3, imageFile(image, 'demo', '1.2.0'))), `${image} rebuilt byte for byte`);
   }
-  const chunkRequests = requests.filter((r) => r.startsWith('GET /chunks/'));
-  const fetched = chunkRequests.reduce((s, r) => s + Number(r.split(' ').at(-1)), 0);
+  const fetched = requests.filter((r) => /^GET \/(chunks|patches)\//.test(r)).reduce((s, r) => s + Number(r.split(' ').at(-1)), 0);
   assert.equal(fetched, planned, 'exactly the planned bytes were downloaded');
+  assert.ok(requests.some((r) => r.startsWith('GET /patches/')), 'patches were used');
+  assert.ok(planned < withoutPatches, `patches made the download smaller: ${planned} against ${withoutPatches} bytes`);
   const full = (await stat(join(v3, 'usr.erofs'))).size;
   assert.ok(fetched < full / 4, `the delta (${fetched} bytes) is a fraction of the image (${full})`);
+
+  // A host on 1.0.0 lacks the patches' base chunks: it plans whole chunks, and says nothing is patched.
+  const usrIndex = await host.chunkIndex(record, 'usr');
+  const onV1 = planDelta(usrIndex, await indexLocal([{ path: join(v1, 'usr.erofs') }], usrIndex.params), (await host.patchSet(record, 'usr', usrIndex)) ?? undefined);
+  assert.ok(onV1.totals.downloadChunks > 0);
+
+  // A patch that is not what the patch list says is refused by its hash before it is applied.
+  const entry = (await host.patchSet(record, 'usr', usrIndex))!.patches[0]!;
+  const path = join(repo, 'patches', entry.sha256.slice(0, 2), `${entry.sha256}.patch`);
+  const good = await readFile(path);
+  const forged = Buffer.from(good);
+  forged[forged.length - 1] ^= 1;
+  await writeFile(path, forged);
+  try {
+    await assert.rejects(host.patch(entry), new RegExp(`patches/../${entry.sha256}\\.patch: SHA-256 [0-9a-f]{64}, the patch list says ${entry.sha256}`));
+  } finally {
+    await writeFile(path, good);
+  }
 });
 
 test('key rotation: a host that trusts the old key follows the repository to the new one', async () => {
