@@ -6,6 +6,7 @@ import { CairnError } from '../errors.js';
 import { buildChunkIndex, validateChunkIndex, type ChunkIndex } from '../release/chunk-index.js';
 import { ChunkStore } from '../release/chunk-store.js';
 import { indexLocal, planDelta, type DeltaPlan, type LocalChunks } from '../release/delta-plan.js';
+import { unpackJson } from '../release/json-document.js';
 import { readManifest } from '../release/manifest.js';
 import { checkPatchSet, type PatchSet } from '../release/patch-set.js';
 import { imageFile, RELEASE_IMAGES, RELEASE_RECORD_KIND, validateReleaseRecord, type ReleaseImage } from '../release/release-record.js';
@@ -37,10 +38,11 @@ async function newIndexes(dir: string): Promise<{ key: ReleaseImage; index: Chun
   if (await isFile(recordPath)) {
     const record = await readSignedJsonUnverified(await readFile(recordPath, 'utf8'), recordPath, validateReleaseRecord, RELEASE_RECORD_KIND);
     return Promise.all(RELEASE_IMAGES.map(async (key) => {
-      const index = validateChunkIndex(JSON.parse(await readFile(join(dir, record.images[key].index.path), 'utf8')));
+      const indexFile = join(dir, record.images[key].index.path);
+      const index = validateChunkIndex(unpackJson(await readFile(indexFile), indexFile));
       const ref = record.images[key].patches;
       const patchFile = ref && join(dir, ref.path);
-      return { key, index, patches: patchFile ? checkPatchSet(JSON.parse(await readFile(patchFile, 'utf8')), index, patchFile) : undefined };
+      return { key, index, patches: patchFile ? checkPatchSet(unpackJson(await readFile(patchFile), patchFile), index, patchFile) : undefined };
     }));
   }
   // A build folder: compress its chunks into a scratch store, only to learn their sizes.

@@ -1,6 +1,7 @@
 // Release metadata arrives as JSON from files and the network; each kind has a JSON Schema in
 // this folder, and nothing reaches the code that trusts its numbers before passing it.
 import { Ajv, type ValidateFunction } from 'ajv';
+import { brotliCompressSync, brotliDecompressSync, constants as zc } from 'node:zlib';
 import { CairnError } from '../errors.js';
 
 const ajv = new Ajv({ allErrors: false });
@@ -27,4 +28,29 @@ export function parseJsonDocument<T>(text: string, where: string, validate: Vali
 
 export function formatJson(data: unknown): string {
   return JSON.stringify(data, null, 2) + '\n';
+}
+
+/** Release files a host downloads per release (chunk indexes, patch sets) are Brotli-compressed JSON: a quarter of the size. */
+export const PACKED_JSON = '.json.br';
+/** The most a packed document may unpack to. */
+const MAX_UNPACKED = 64 * 1024 * 1024;
+
+export function packJson(data: unknown): Buffer {
+  const text = Buffer.from(formatJson(data));
+  return brotliCompressSync(text, { params: { [zc.BROTLI_PARAM_QUALITY]: 9, [zc.BROTLI_PARAM_SIZE_HINT]: text.length } });
+}
+
+/** Unpacks and parses a packed document (not validated: the caller's schema does that). */
+export function unpackJson(packed: Buffer, where: string): unknown {
+  let text: Buffer;
+  try {
+    text = brotliDecompressSync(packed, { maxOutputLength: MAX_UNPACKED });
+  } catch (err) {
+    throw new CairnError(`${where}: not a Brotli-compressed document (${(err as Error).message})`);
+  }
+  try {
+    return JSON.parse(text.toString('utf8'));
+  } catch (err) {
+    throw new CairnError(`${where}: not JSON (${(err as Error).message})`);
+  }
 }

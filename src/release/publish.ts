@@ -11,7 +11,7 @@ import { writeFileAtomic } from '../fs-atomic.js';
 import { sha256File } from '../hash-file.js';
 import { buildChunkIndex, validateChunkIndex, type ChunkIndex } from './chunk-index.js';
 import { ChunkStore } from './chunk-store.js';
-import { formatJson } from './json-document.js';
+import { PACKED_JSON, packJson, unpackJson } from './json-document.js';
 import { MANIFEST, SIGNATURE, mismatchedArtifacts, readManifest } from './manifest.js';
 import { imageFile, RELEASE_IMAGES, RELEASE_RECORD_KIND, validateReleaseRecord, type FileRef, type ImageRef, type ReleaseImage, type ReleaseRecord } from './release-record.js';
 import { makePatchSet, patchWriter } from './patch-set.js';
@@ -147,12 +147,12 @@ export async function publishRelease(opts: PublishOptions): Promise<PublishResul
         }
       });
       if (index.sha256 !== manifest.artifacts[file]!.sha256) throw new CairnError(`${imagePath} changed while it was being published`);
-      const indexName = `${file}.chunks.json`;
-      await writeFileAtomic(join(staging, indexName), formatJson(index));
+      const indexName = `${file}.chunks${PACKED_JSON}`;
+      await writeFileAtomic(join(staging, indexName), packJson(index));
       images[key] = { index: await fileRef(join(staging, indexName), indexName), size: index.size, sha256: index.sha256 };
       if (previous && PATCHED_IMAGES.includes(key)) {
         const oldRef = previous.record.images[key];
-        const oldIndex = validateChunkIndex(JSON.parse(await readFile(join(previous.dir, oldRef.index.path), 'utf8')));
+        const oldIndex = validateChunkIndex(unpackJson(await readFile(join(previous.dir, oldRef.index.path)), join(previous.dir, oldRef.index.path)));
         const set = await makePatchSet({
           oldIndex,
           oldVersion: previous.record.version,
@@ -161,8 +161,8 @@ export async function publishRelease(opts: PublishOptions): Promise<PublishResul
           readNew: (offset, length) => readRange(imagePath, offset, length),
           storePatch: patchWriter(opts.repoDir),
         });
-        const setName = `${file}.patches.json`;
-        await writeFileAtomic(join(staging, setName), formatJson(set));
+        const setName = `${file}.patches${PACKED_JSON}`;
+        await writeFileAtomic(join(staging, setName), packJson(set));
         images[key]!.patches = await fileRef(join(staging, setName), setName);
         const replaced = new Map(set.patches.flatMap((p) => index.chunks.slice(p.first, p.first + p.count).map((c) => [c.sha256, c.storedSize] as const)));
         summary.patches = { from: previous.record.version, count: set.patches.length, bytes: set.patches.reduce((s, p) => s + p.size, 0), replacedBytes: [...replaced.values()].reduce((s, n) => s + n, 0) };

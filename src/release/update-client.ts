@@ -17,6 +17,7 @@ import { fetchBytes, type HttpOptions } from '../http.js';
 import { CHANNEL_KIND, validateChannel, type ChannelDoc, type ReleaseRef } from './channel.js';
 import { validateChunkIndex, type ChunkIndex, type ChunkIndexEntry } from './chunk-index.js';
 import { decodeChunk, maxStoredSize, type ChunkSource } from './chunk-store.js';
+import { unpackJson } from './json-document.js';
 import { parseManifest, type Manifest } from './manifest.js';
 import { checkPatchSet, type PatchEntry, type PatchSet } from './patch-set.js';
 import { RELEASE_RECORD_KIND, validateReleaseRecord, type FileRef, type ReleaseImage, type ReleaseRecord } from './release-record.js';
@@ -190,15 +191,8 @@ export class UpdateRepository {
   /** The chunk index of one slot image, checked against the record and for internal consistency. */
   async chunkIndex(record: ReleaseRecord, image: ReleaseImage): Promise<ChunkIndex> {
     const ref = record.images[image];
-    const data = await this.file(record, ref.index);
     const url = this.fileUrl(record, ref.index);
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(data.toString('utf8'));
-    } catch (err) {
-      throw new CairnError(`${url}: not JSON (${(err as Error).message})`, REPO_HINT);
-    }
-    const index = validateChunkIndex(parsed);
+    const index = validateChunkIndex(unpackJson(await this.file(record, ref.index), url));
     if (index.size !== ref.size || index.sha256 !== ref.sha256) {
       throw new CairnError(`${url}: describes ${index.size} bytes with SHA-256 ${index.sha256}, the release record says ${ref.size} bytes with ${ref.sha256}`, REPO_HINT);
     }
@@ -209,15 +203,8 @@ export class UpdateRepository {
   async patchSet(record: ReleaseRecord, image: ReleaseImage, index: ChunkIndex): Promise<PatchSet | null> {
     const ref = record.images[image].patches;
     if (!ref) return null;
-    const data = await this.file(record, ref);
     const url = this.fileUrl(record, ref);
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(data.toString('utf8'));
-    } catch (err) {
-      throw new CairnError(`${url}: not JSON (${(err as Error).message})`, REPO_HINT);
-    }
-    return checkPatchSet(parsed, index, url);
+    return checkPatchSet(unpackJson(await this.file(record, ref), url), index, url);
   }
 
   /** One patch file, downloaded with a ceiling of its listed size and checked against its hash. */

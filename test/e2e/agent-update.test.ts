@@ -15,6 +15,7 @@ import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { parse, stringify } from 'yaml';
+import { sha256File } from '../../src/hash-file.js';
 import { readGpt } from '../../src/image/gpt.js';
 import { promote } from '../../src/release/channel-ops.js';
 import { publishRelease } from '../../src/release/publish.js';
@@ -51,6 +52,22 @@ async function recipeFor(version: string, healthy: boolean, port: number, pubKey
   return path;
 }
 
+/** What the ESP holds (for a boot that never left the firmware): its files and the UKIs' SHA-256. */
+async function espReport(disk: string): Promise<string> {
+  const esp = (await readGpt(disk)).partitions.find((p) => p.label === 'esp');
+  if (!esp) return 'no ESP partition';
+  const image = `${disk}@@${esp.offset}`;
+  const env = { ...process.env, MTOOLS_SKIP_CHECK: '1' };
+  const listing = await run('mdir', ['-/', '-i', image, '::/'], { env }).then((r) => r.stdout, (e: Error) => e.message);
+  const out = join(work, 'esp-report.efi');
+  const ukis = [];
+  for (const name of listing.match(/\S+\.efi$/gm) ?? []) {
+    const sum = await run('mcopy', ['-n', '-i', image, `::/EFI/Linux/${name}`, out], { env }).then(() => sha256File(out), () => null);
+    ukis.push(`${name}: ${sum?.toString('hex') ?? 'unreadable'}`);
+  }
+  return `ESP at ${esp.offset}:\n${listing}\n${ukis.join('\n')}`;
+}
+
 test('v1 updates itself to v2 by delta and blesses it; v3 fails its checks, runs out of tries and is recorded as bad', { skip, timeout: 3_600_000 }, async (t) => {
   const port = await freePort();
   const key = await generateTestKey('cairn e2e repository');
@@ -79,7 +96,7 @@ test('v1 updates itself to v2 by delta and blesses it; v3 fails its checks, runs
       if (verity instanceof Error && /QEMU exited before/.test(verity.message) && !/cairn-init/.test(guest.output)) {
         // Seen once under heavy load: the firmware showed systemd-boot's menu without entries and
         // left. Nothing of cairn ran, so power the machine on again once, and say so.
-        t.diagnostic(`firmware did not reach cairn-init; powering on again:\n${guest.output.slice(-1500)}`);
+        t.diagnostic(`firmware did not reach cairn-init; powering on again:\n${guest.output.slice(-1500)}\n${await espReport(disk).catch((e: Error) => e.message)}`);
         guest = await SerialConsole.boot({ disk, network: true });
         verity = await guest.waitFor(/cairn-init: verity usr ([0-9a-f]{64}) on \/dev\/vda\d+ \(hash/, 300_000);
       }
@@ -120,8 +137,8 @@ test('v1 updates itself to v2 by delta and blesses it; v3 fails its checks, runs
       await guest.waitFor(/"event":"outcome","status":"installed","version":"1.1.0"/, 900_000);
       await guest.waitFor(/"event":"reboot"/, 120_000);
     });
-    const chunkBytes = requests.filter((r) => r.startsWith('GET /chunks/')).reduce((s, r) => s + Number(r.split(' ').at(-1)), 0);
-    t.diagnostic(`v1 → v2 downloaded ${chunkBytes} bytes of chunks`);
+    const chunkBytes = requests.filter((r) => /^GET \/(chunks|patches)\//.test(r)).reduce((s, r) => s + Number(r.split(' ').at(-1)), 0);
+    t.diagnostic(`v1 → v2 downloaded ${chunkBytes} bytes of chunks and patches`);
     const slotB = (await readGpt(disk)).partitions.find((p) => p.label === 'usr-B')!;
     assert.equal(slotB.uuid, `${v['1.1.0'].slice(0, 8)}-${v['1.1.0'].slice(8, 12)}-${v['1.1.0'].slice(12, 16)}-${v['1.1.0'].slice(16, 20)}-${v['1.1.0'].slice(20, 32)}`);
 

@@ -22,6 +22,7 @@ import { verityPartitionUuids } from '../../src/image/verity.js';
 import { promote } from '../../src/release/channel-ops.js';
 import type { ChunkIndex, ChunkIndexEntry } from '../../src/release/chunk-index.js';
 import { indexLocal, planDelta } from '../../src/release/delta-plan.js';
+import { unpackJson } from '../../src/release/json-document.js';
 import type { PatchSet } from '../../src/release/patch-set.js';
 import { readManifest } from '../../src/release/manifest.js';
 import { publishRelease } from '../../src/release/publish.js';
@@ -196,8 +197,9 @@ test('through the agent, hostile responses are refused and nothing they carried 
       await promote({ repoDir: repo, name: 'demo', key, version, channel });
       await writeFile(h.config, (await readFile(h.config, 'utf8')).replace(server.url, hostile.url).replace('channel: stable', `channel: ${channel}`));
       const config = await loadAgentConfig(h.config);
-      const index = JSON.parse(await readFile(join(repo, `demo/releases/${version}/usr.erofs.chunks.json`), 'utf8')) as ChunkIndex;
-      const patchSet = JSON.parse(await readFile(join(repo, `demo/releases/${version}/usr.erofs.patches.json`), 'utf8').catch(() => 'null')) as PatchSet | null;
+      const index = unpackJson(await readFile(join(repo, `demo/releases/${version}/usr.erofs.chunks.json.br`)), 'index') as ChunkIndex;
+      const patches = await readFile(join(repo, `demo/releases/${version}/usr.erofs.patches.json.br`)).catch(() => null);
+      const patchSet = patches && (unpackJson(patches, 'patches') as PatchSet);
       const plan = planDelta(index, await indexLocal([{ path: join(builds['1.0.0']!, 'usr.erofs') }], index.params), patchSet ?? undefined);
       const slotB = (await readGpt(h.disk)).partitions.find((p) => p.label === 'usr-B')!;
       const slotBytes = async (at: ChunkIndexEntry) => {

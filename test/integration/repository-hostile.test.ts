@@ -12,7 +12,7 @@ import { CairnError } from '../../src/errors.js';
 import type { ChannelDoc } from '../../src/release/channel.js';
 import { promote, readChannel, releaseRef } from '../../src/release/channel-ops.js';
 import { reassemble, type ChunkIndex } from '../../src/release/chunk-index.js';
-import { formatJson } from '../../src/release/json-document.js';
+import { formatJson, packJson } from '../../src/release/json-document.js';
 import { publishRelease } from '../../src/release/publish.js';
 import { RELEASE_RECORD_KIND, validateReleaseRecord, type ReleaseRecord } from '../../src/release/release-record.js';
 import { channelPath, chunkPath, releaseRecordPath } from '../../src/release/repository-layout.js';
@@ -159,13 +159,13 @@ test('a chunk whose content does not match its hash is refused', async () => {
 test('an index whose chunks point outside its image is refused, even when signed', async () => {
   const bad = structuredClone(usrIndex);
   bad.chunks.at(-1)!.size += 4096;
-  const text = Buffer.from(formatJson(bad));
-  const forged: ReleaseRecord = { ...record, images: { ...record.images, usr: { ...record.images.usr, index: { path: 'usr.erofs.chunks.json', size: text.length, sha256: createHash('sha256').update(text).digest('hex') } } } };
+  const text = packJson(bad);
+  const forged: ReleaseRecord = { ...record, images: { ...record.images, usr: { ...record.images.usr, index: { path: 'usr.erofs.chunks.json.br', size: text.length, sha256: createHash('sha256').update(text).digest('hex') } } } };
   const signed = Buffer.from(await signJson(forged, [key]));
   const parsed = await readSignedJsonUnverified(signed.toString(), 'forged', validateReleaseRecord, RELEASE_RECORD_KIND);
-  await refused({ replace: { '/demo/releases/1.1.0/usr.erofs.chunks.json': text } }, (h) => h.chunkIndex(parsed, 'usr'), /chunk index: chunk \d+ ends at \d+, past the image size \d+/);
+  await refused({ replace: { '/demo/releases/1.1.0/usr.erofs.chunks.json.br': text } }, (h) => h.chunkIndex(parsed, 'usr'), /chunk index: chunk \d+ ends at \d+, past the image size \d+/);
   // Unsigned, the same index does not even get that far: it is not the file the record names.
-  await refused({ replace: { '/demo/releases/1.1.0/usr.erofs.chunks.json': text } }, (h) => h.chunkIndex(record, 'usr'), /the release record says/);
+  await refused({ replace: { '/demo/releases/1.1.0/usr.erofs.chunks.json.br': text } }, (h) => h.chunkIndex(record, 'usr'), /the release record says/);
 });
 
 test('a truncated response is retried, then refused', async () => {

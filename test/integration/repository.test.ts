@@ -16,6 +16,7 @@ import { sha256File } from '../../src/hash-file.js';
 import { pin, promote, revoke } from '../../src/release/channel-ops.js';
 import { reassemble } from '../../src/release/chunk-index.js';
 import { DeltaSource, indexLocal, planDelta } from '../../src/release/delta-plan.js';
+import { unpackJson } from '../../src/release/json-document.js';
 import { publishRelease } from '../../src/release/publish.js';
 import { imageFile, RELEASE_IMAGES } from '../../src/release/release-record.js';
 import { rotateKeys } from '../../src/release/root-keys.js';
@@ -188,5 +189,5 @@ test('key rotation: a host that trusts the old key follows the repository to the
   await assert.rejects(client([key.toPublic()], state).channel('rotated'), /root-2\.json\.asc: signature does not verify/);
   assert.equal(JSON.stringify(state), before);
   await rm(join(repo, 'keys', 'root-2.json.asc'));
-  assert.ok(JSON.parse(await readFile(join(repo, 'demo', 'releases', '1.2.0', 'usr.erofs.chunks.json'), 'utf8')).chunks.length > 0);
+  assert.ok((unpackJson(await readFile(join(repo, 'demo', 'releases', '1.2.0', 'usr.erofs.chunks.json.br')), 'index') as { chunks: unknown[] }).chunks.length > 0);
 });
