@@ -1,13 +1,9 @@
 // Two consecutive releases of a recipe for the delta and publish benchmarks: release 1 is the
-// recipe as shipped, release 2 bumps its version and upgrades a few packages.
-//
-// The upgrade goes through the lock, because a recipe can name neither a version (`name=version`;
-// the resolver takes it, the schema's package-name pattern does not) nor a second suite (trixie's
-// own updates: trixie-security lives on another mirror, and a lock has one origin). What the
-// archive carries newer than trixie for this image is in trixie-backports (on the same mirror),
-// so release 2's lock is what cairn's resolver picks from trixie plus the backports of the named
-// packages: the same universe apt would see with those packages pinned to backports. Both
-// releases are then made by `cairn build --frozen`, as a pipeline would.
+// recipe as shipped, release 2 is the recipe changed the way a maintainer would: version bumped,
+// and a few packages taken from a newer suite on the same mirror (`base.extra-suites` plus
+// `packages: [NAME/SUITE]`, apt's backports idiom). What the archive carries newer than trixie
+// for this image is in trixie-backports (docs/deltas.md). Both recipes are locked by cairn, then
+// built with `cairn build --frozen`, as a pipeline would.
 import { execFile } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
@@ -15,10 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { parseDocument } from 'yaml';
 import { resolveLock } from '../src/build/lock-recipe.js';
-import { openArchive } from '../src/debian/archive.js';
 import { FetchCache } from '../src/debian/fetch-cache.js';
 import { lockPathFor, writeLockfile, type Lockfile } from '../src/debian/lockfile.js';
-import { resolve } from '../src/debian/resolver.js';
 import type { LockedPackage } from '../src/debian/types.js';
 import { compareVersions } from '../src/debian/version.js';
 import { CairnError } from '../src/errors.js';
@@ -84,50 +78,21 @@ export function nextVersion(version: string): string {
  * A copy of the recipe text at `file` with its version set and its host paths made absolute, so
  * the copy (and the lock written beside it) can live in a scratch folder.
  */
-async function recipeCopy(recipe: Recipe, version: string): Promise<string> {
+async function recipeCopy(recipe: Recipe, version: string, upgrade?: UpgradeSpec): Promise<string> {
   const doc = parseDocument(await readFile(recipe.file, 'utf8'));
   doc.set('version', version);
+  if (upgrade) {
+    // The recipe change a maintainer makes: take these packages from the upgrade suite.
+    doc.setIn(['base', 'extra-suites'], [...recipe.base.extraSuites, upgrade.suite]);
+    const named = new Set(upgrade.packages);
+    doc.set('packages', [...recipe.packages.filter((p) => !named.has(p)), ...upgrade.packages.map((p) => `${p}/${upgrade.suite}`)]);
+  }
   if (doc.hasIn(['base', 'keyring'])) doc.setIn(['base', 'keyring'], recipe.base.keyring);
   if (doc.hasIn(['kernel', 'config'])) doc.setIn(['kernel', 'config'], recipe.kernel.config);
   recipe.files.forEach((f, i) => {
     if (f.source !== null) doc.setIn(['files', i, 'source'], f.source);
   });
   return doc.toString();
-}
-
-function locked(record: LockedPackage): LockedPackage {
-  const { name, version, architecture, size, sha256, filename } = record;
-  return { name, version, architecture, size, sha256, filename };
-}
-
-/** Release 2's lock: release 1's request resolved over trixie plus the upgrade suite's versions of the named packages. */
-async function upgradedLock(recipe: Recipe, lock1: Lockfile, upgrade: UpgradeSpec, cache: FetchCache): Promise<Lockfile> {
-  const open = (suite: string) =>
-    openArchive({ mirror: recipe.base.mirror, suite, components: recipe.base.components, architecture: recipe.base.architecture, keyring: recipe.base.keyring, cache });
-  const [base, extra] = await Promise.all([open(recipe.base.suite), open(upgrade.suite)]);
-  if (base.origin.inReleaseSha256 !== lock1.origin.inReleaseSha256) {
-    throw new CairnError(`${recipe.base.suite} changed while the benchmark ran (InRelease ${base.origin.inReleaseSha256})`, 'run the benchmark again');
-  }
-  const newer = upgrade.packages.map((name) => {
-    const current = lock1.packages.find((p) => p.name === name);
-    if (!current) throw new CairnError(`${name} is not in release 1 (${recipe.file}); nothing to upgrade`, 'name packages the image contains');
-    const candidates = extra.packages.filter((p) => p.name === name && p.architecture === current.architecture && compareVersions(p.version, current.version) > 0);
-    if (candidates.length === 0) {
-      throw new CairnError(`${upgrade.suite} has no version of ${name} newer than ${current.version}`, 'the archive moved on: pick other packages (see docs/deltas.md)');
-    }
-    return candidates.sort((a, b) => compareVersions(b.version, a.version))[0]!;
-  });
-  const result = resolve(
-    {
-      packages: [...new Set([...recipe.packages, recipe.kernel.package])],
-      architecture: recipe.base.architecture,
-      essential: recipe.base.essential,
-      priority: recipe.base.priority,
-      suite: `${recipe.base.suite} + ${upgrade.suite} (${upgrade.packages.join(', ')})`,
-    },
-    [...base.packages, ...newer],
-  );
-  return { ...lock1, packages: result.packages.map(({ record }) => locked(record)) };
 }
 
 function lockDiff(a: Lockfile, b: Lockfile): ChangedPackage[] {
@@ -157,14 +122,23 @@ export async function buildTwoReleases(
     const dir = join(work, `recipe-${i + 1}`);
     await mkdir(dir, { recursive: true });
     const file = join(dir, basename(recipeFile));
-    await writeFile(file, await recipeCopy(shipped, version));
+    await writeFile(file, await recipeCopy(shipped, version, i === 1 ? upgrade : undefined));
     recipes.push(await loadRecipe(file));
   }
-  log(`locking ${recipes[0]!.name} ${versions[0]} against ${shipped.base.suite}, and ${versions[1]} with ${upgrade.packages.join(', ')} from ${upgrade.suite}`);
-  const lock1 = await resolveLock(recipes[0]!, { cache });
-  const lock2 = await upgradedLock(recipes[1]!, lock1, upgrade, cache);
-  await writeLockfile(lockPathFor(recipes[0]!.file), lock1);
-  await writeLockfile(lockPathFor(recipes[1]!.file), lock2);
+  log(`locking ${recipes[0]!.name} ${versions[0]} against ${shipped.base.suite}, and ${versions[1]}, whose recipe takes ${upgrade.packages.join(', ')} from ${upgrade.suite}`);
+  const [lock1, lock2] = await Promise.all(recipes.map((r) => resolveLock(r, { cache })));
+  if (lock1!.origin.inReleaseSha256 !== lock2!.origin.inReleaseSha256) {
+    throw new CairnError(`${shipped.base.suite} changed between the two locks`, 'run the benchmark again');
+  }
+  const changed = lockDiff(lock1!, lock2!);
+  for (const name of upgrade.packages) {
+    const c = changed.find((p) => p.name === name);
+    if (!c?.from || !c.to || compareVersions(c.to.version, c.from.version) <= 0) {
+      throw new CairnError(`${upgrade.suite} has no version of ${name} newer than the image's`, 'the archive moved on: pick other packages (see docs/deltas.md)');
+    }
+  }
+  await writeLockfile(lockPathFor(recipes[0]!.file), lock1!);
+  await writeLockfile(lockPathFor(recipes[1]!.file), lock2!);
 
   const releases: Release[] = [];
   for (const recipe of recipes) {
@@ -178,5 +152,5 @@ export async function buildTwoReleases(
       buildSeconds: Number(process.hrtime.bigint() - started) / 1e9,
     });
   }
-  return { old: releases[0]!, new: releases[1]!, changed: lockDiff(lock1, lock2), signKey, cache };
+  return { old: releases[0]!, new: releases[1]!, changed, signKey, cache };
 }

@@ -21,6 +21,8 @@ export interface Lockfile {
   /** SHA-256 of what in the recipe decides the resolution: when it changes, the lock is stale. */
   inputs: string;
   origin: LockOrigin;
+  /** The InReleases of base.extra-suites (same mirror), when the recipe takes packages from them. */
+  extraOrigins?: Omit<ArchiveOrigin, 'mirror'>[];
   packages: LockedPackage[];
 }
 
@@ -42,6 +44,8 @@ export function resolutionInputs(recipe: Recipe): string {
     essential,
     priority,
     packages: [...new Set([...recipe.packages, recipe.kernel.package])].sort(),
+    // Only when used: locks written before extra suites existed keep their inputs hash.
+    ...(recipe.base.extraSuites.length > 0 ? { extraSuites: recipe.base.extraSuites } : {}),
   };
   return createHash('sha256').update(JSON.stringify(inputs)).digest('hex');
 }
@@ -84,6 +88,7 @@ export function formatLockfile(lock: Lockfile): string {
     recipe: lock.recipe,
     inputs: lock.inputs,
     origin: lock.origin,
+    ...(lock.extraOrigins ? { extraOrigins: lock.extraOrigins } : {}),
     packages: packages.map((p) => ({ name: p.name, version: p.version, architecture: p.architecture, size: p.size, sha256: p.sha256, filename: p.filename })),
   };
   return JSON.stringify(ordered, null, 2) + '\n';

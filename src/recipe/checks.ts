@@ -20,11 +20,35 @@ export function checkRecipe(data: unknown, recipeDir: string, yaml: YamlLocator)
     ...checkFiles(data, yaml),
     ...checkAccounts(data),
     ...checkUnits(data),
+    ...checkPackageSuites(data),
     ...unique(entries(data, 'alternatives'), ['alternatives'], 'name', 'alternative'),
     ...unique(entries(data, 'alternatives'), ['alternatives'], 'link', 'link'),
     ...unique(entries(data, 'containers'), ['containers'], 'name', 'container name'),
     ...checkSizes(data),
   ];
+}
+
+/** NAME/SUITE needs SUITE in base.extra-suites, and a package is named once, with or without a suite. */
+function checkPackageSuites(data: Entry): Problem[] {
+  const packages: unknown[] | undefined = Array.isArray(data.packages) ? data.packages : undefined;
+  if (!packages) return [];
+  const base = isEntry(data.base) ? data.base : {};
+  const extra = Array.isArray(base['extra-suites']) ? base['extra-suites'] : [];
+  const problems: Problem[] = [];
+  const seen = new Map<string, number>();
+  packages.forEach((request, i) => {
+    if (typeof request !== 'string') return;
+    const [name, suite] = request.split('/');
+    if (suite !== undefined && !extra.includes(suite)) {
+      problems.push({ path: ['packages', i], anchor: { kind: 'value' }, message: `${describeValue(request)} names the suite ${describeValue(suite)}, which base.extra-suites does not list` });
+    }
+    const earlier = seen.get(name!);
+    if (earlier !== undefined && packages[earlier] !== request) {
+      problems.push({ path: ['packages', i], anchor: { kind: 'value' }, message: `${describeValue(name)} is already requested by ${formatPath(['packages', earlier])}` });
+    }
+    if (earlier === undefined) seen.set(name!, i);
+  });
+  return problems;
 }
 
 function checkHostFiles(data: Entry, recipeDir: string): Problem[] {

@@ -9,7 +9,7 @@ interface Written {
   version: string;
   description: string;
   base: {
-    suite: string; mirror: string; components: string[]; architecture: string;
+    suite: string; 'extra-suites': string[]; mirror: string; components: string[]; architecture: string;
     keyring?: string; essential: boolean; priority: Recipe['base']['priority'];
   };
   packages: string[];
@@ -40,7 +40,12 @@ export function toRecipe(data: unknown, file: string): Recipe {
     version: w.version,
     description: w.description,
     base: {
-      ...w.base,
+      suite: w.base.suite,
+      extraSuites: w.base['extra-suites'],
+      components: w.base.components,
+      architecture: w.base.architecture,
+      essential: w.base.essential,
+      priority: w.base.priority,
       // Index and pool URLs are joined onto the mirror with a slash.
       mirror: w.base.mirror.replace(/\/+$/, ''),
       keyring: w.base.keyring === undefined ? join(cairnRoot(), DEFAULT_KEYRING) : fromRecipe(w.base.keyring),

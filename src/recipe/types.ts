@@ -23,6 +23,8 @@ export interface Recipe {
 
 export interface BaseDistribution {
   suite: string;
+  /** Suites on the same mirror whose packages are taken only where `packages` names NAME/SUITE. */
+  extraSuites: string[];
   /** Archive root URL, e.g. http://deb.debian.org/debian */
   mirror: string;
   components: string[];

@@ -47,7 +47,7 @@ function recipe(over: Partial<Recipe> = {}): Recipe {
     name: 'test-image',
     version: '1.2.3',
     description: '',
-    base: { suite: 'trixie', mirror: 'http://deb.debian.org/debian', components: ['main'], architecture: 'amd64', keyring: '/dev/null', essential: false, priority: 'none' },
+    base: { suite: 'trixie', extraSuites: [], mirror: 'http://deb.debian.org/debian', components: ['main'], architecture: 'amd64', keyring: '/dev/null', essential: false, priority: 'none' },
     packages: [],
     kernel: { package: 'linux-image-cloud-amd64', config: '/dev/null' },
     init: '/usr/lib/systemd/systemd',

@@ -13,7 +13,7 @@ const recipe = {
   file: '/r/host.yaml',
   name: 'host',
   version: '1',
-  base: { suite: 'trixie', mirror: 'http://deb.debian.org/debian', components: ['main'], architecture: 'amd64', keyring: '/k.gpg', essential: true, priority: 'none' },
+  base: { suite: 'trixie', extraSuites: [], mirror: 'http://deb.debian.org/debian', components: ['main'], architecture: 'amd64', keyring: '/k.gpg', essential: true, priority: 'none' },
   packages: ['systemd', 'nodejs'],
   kernel: { package: 'linux-image-cloud-amd64', config: '/c' },
   hostname: 'h',

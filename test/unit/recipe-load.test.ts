@@ -57,6 +57,7 @@ test('a minimal recipe gets every default', () => {
     description: '',
     base: {
       suite: 'trixie',
+      extraSuites: [],
       mirror: 'http://deb.debian.org/debian',
       components: ['main'],
       architecture: 'amd64',
@@ -153,7 +154,7 @@ test('loadRecipe throws a RecipeError whose message lists every issue, one per l
   assert.deepEqual(error.message.split('\n'), [
     `${file} has 3 problems:`,
     `${file}:1:1: missing required key "kernel"`,
-    `${file}:3:12: packages[0]: expected a Debian package name, got 42`,
+    `${file}:3:12: packages[0]: expected a Debian package name, or NAME/SUITE for one from base.extra-suites, got 42`,
     `${file}:4:1: unknown key "extra"; expected one of name, version, description, base, packages, kernel, init, hostname, groups, users, files, units, alternatives, disk, update, containers`,
   ]);
 });

@@ -40,7 +40,7 @@ test('validate prints every problem and exits non-zero', () => {
   assert.equal(result.stdout, '');
   assert.equal(
     result.stderr,
-    `cairn: ${bad} has 1 problem:\n${bad}:7:5: packages[2]: expected a Debian package name, got 42\n`,
+    `cairn: ${bad} has 1 problem:\n${bad}:7:5: packages[2]: expected a Debian package name, or NAME/SUITE for one from base.extra-suites, got 42\n`,
   );
 });
 
@@ -49,7 +49,7 @@ test('validate --json lists the problems and exits non-zero', () => {
   assert.equal(result.status, 1);
   assert.deepEqual(JSON.parse(result.stdout), {
     ok: false,
-    errors: [{ file: bad, line: 7, column: 5, path: 'packages[2]', message: 'expected a Debian package name, got 42' }],
+    errors: [{ file: bad, line: 7, column: 5, path: 'packages[2]', message: 'expected a Debian package name, or NAME/SUITE for one from base.extra-suites, got 42' }],
   });
 });
 
