@@ -154,6 +154,8 @@ test('v1 updates itself to v2 by delta and blesses it; v3 fails its checks, runs
     }, true);
     await boot(async (guest) => {
       await guest.waitFor(/"event":"resume","step":"writing","version":"1\.1\.0"/, 900_000);
+      // The verity tree is computed from the slot just written, not downloaded.
+      await guest.waitFor(/"event":"verity-computed","version":"1\.1\.0"/, 900_000);
       await guest.waitFor(/"event":"step","step":"renamed","version":"1\.1\.0"/, 900_000);
     }, true);
     // v1: up, its agent finishes v2 in slot B and reboots.
