@@ -10,9 +10,10 @@
 // and what they mean are in docs/deltas.md.
 // Usage (as root; network for the archive): npm run bench:delta [-- RECIPE [SUITE:PKG,PKG]]
 import { constants } from 'node:fs';
-import { access, lstat, mkdir, mkdtemp, open, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
+import { access, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { readRange } from '../src/file-range.js';
 import { sha256File } from '../src/hash-file.js';
 import { runToolBytes } from '../src/host-tool.js';
 import { computeVerity } from '../src/image/verity.js';
@@ -70,18 +71,6 @@ function ratio(n: number, of: number): string {
 
 /** Bytes, and their ratio to cairn's. */
 const vs = (n: number, cairnBytes: number): string => `${human(n)} (${ratio(n, cairnBytes)})`;
-
-async function readRange(path: string, offset: number, length: number): Promise<Buffer> {
-  const file = await open(path, 'r');
-  try {
-    const buf = Buffer.alloc(length);
-    const { bytesRead } = await file.read(buf, 0, length, offset);
-    if (bytesRead !== length) throw new Error(`${path}: short read at ${offset}`);
-    return buf;
-  } finally {
-    await file.close();
-  }
-}
 
 interface Entry {
   type: 'file' | 'link' | 'other';

@@ -6,6 +6,7 @@
 import { open } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CairnError } from '../errors.js';
+import { writeAt } from '../file-range.js';
 import type { ChunkIndex, ChunkIndexEntry } from '../release/chunk-index.js';
 import type { DeltaSource } from '../release/delta-plan.js';
 import { cutPoint } from './cut-points.js';
@@ -79,11 +80,7 @@ export async function writeSlotImage(o: SlotWriteOptions): Promise<WriteProgress
       const { data, local, bytes } = await ahead.shift()!;
       fill();
       cutPoint(`write ${index.image} chunk ${progress.next}`);
-      let done = 0;
-      while (done < data.length) {
-        const { bytesWritten } = await handle.write(data, done, data.length - done, target.offset + entry.offset + done);
-        done += bytesWritten;
-      }
+      await writeAt(handle, data, target.offset + entry.offset);
       if (local) progress.localBytes += data.length;
       progress.downloadedBytes += bytes;
       progress.next++;

@@ -20,6 +20,7 @@ import { mkdir, open, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type * as openpgp from 'openpgp';
 import { CairnError } from '../errors.js';
+import { writeAt } from '../file-range.js';
 import { writeFileAtomic } from '../fs-atomic.js';
 import type { HttpOptions } from '../http.js';
 import { readGpt, repairGpt, setPartitionUuids } from '../image/gpt.js';
@@ -334,12 +335,8 @@ export class UpdateTransaction {
     cutPoint('verity tree');
     const handle = await open(this.o.host.disk, 'r+');
     try {
-      let at = 0;
-      for (const part of [superblock, area]) {
-        let done = 0;
-        while (done < part.length) done += (await handle.write(part, done, part.length - done, target.verity.offset + at + done)).bytesWritten;
-        at += part.length;
-      }
+      await writeAt(handle, superblock, target.verity.offset);
+      await writeAt(handle, area, target.verity.offset + superblock.length);
       await handle.sync();
     } finally {
       await handle.close();

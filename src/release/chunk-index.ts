@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { CairnError } from '../errors.js';
+import { writeAt } from '../file-range.js';
 import { writeAtomic } from '../fs-atomic.js';
 import { ChunkParams, DEFAULT_CHUNK_PARAMS, chunkFile, validateChunkParams } from './chunker.js';
 import { ChunkSource, ChunkStore, PutResult, isSha256Hex, maxStoredSize } from './chunk-store.js';
@@ -170,11 +171,7 @@ export async function reassemble(index: ChunkIndex, source: ChunkSource, outPath
       const data = await source.get(c.sha256, c.size);
       if (data.length !== c.size) throw new CairnError(`chunk ${c.sha256}: got ${data.length} bytes, expected ${c.size}`);
       whole.update(data);
-      let done = 0;
-      while (done < data.length) {
-        const { bytesWritten } = await handle.write(data, done, data.length - done, c.offset + done);
-        done += bytesWritten;
-      }
+      await writeAt(handle, data, c.offset);
       written += data.length;
     }
     if (written !== checked.size) throw new CairnError(`reassembled ${written} bytes of ${checked.image}, expected ${checked.size}`);

@@ -3,8 +3,8 @@
 // cut the images: by chunking its running slot with the index's parameters, so a chunk whose
 // bytes did not change has the same boundaries and hash on both sides.
 import { createHash } from 'node:crypto';
-import { open } from 'node:fs/promises';
 import { CairnError } from '../errors.js';
+import { readRange } from '../file-range.js';
 import { applyPatch } from './binary-patch.js';
 import type { ChunkIndex, ChunkIndexEntry } from './chunk-index.js';
 import { chunkFile, type ChunkParams } from './chunker.js';
@@ -123,16 +123,9 @@ export class LocalChunkSource implements ChunkSource {
   async get(sha256: string, expectedSize: number): Promise<Buffer> {
     const local = this.chunks.get(sha256);
     if (!local || local.size !== expectedSize) throw new CairnError(`chunk ${sha256} is not available locally`);
-    const file = await open(local.path, 'r');
-    try {
-      const buf = Buffer.alloc(expectedSize);
-      const { bytesRead } = await file.read(buf, 0, expectedSize, local.offset);
-      if (bytesRead !== expectedSize) throw new CairnError(`${local.path}: short read at ${local.offset}`);
-      if (createHash('sha256').update(buf).digest('hex') !== sha256) throw new CairnError(`${local.path} changed at offset ${local.offset}: chunk ${sha256} is no longer there`);
-      return buf;
-    } finally {
-      await file.close();
-    }
+    const buf = await readRange(local.path, local.offset, expectedSize);
+    if (createHash('sha256').update(buf).digest('hex') !== sha256) throw new CairnError(`${local.path} changed at offset ${local.offset}: chunk ${sha256} is no longer there`);
+    return buf;
   }
 }
 

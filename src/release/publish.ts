@@ -3,10 +3,11 @@
 // temporary name and renamed into place, so a release is either absent or whole: a reader (or a
 // crash) never sees one without its record, and the record is what hosts look for.
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type * as openpgp from 'openpgp';
 import { CairnError } from '../errors.js';
+import { readRange } from '../file-range.js';
 import { writeFileAtomic } from '../fs-atomic.js';
 import { sha256File } from '../hash-file.js';
 import { buildChunkIndex, validateChunkIndex, type ChunkIndex } from './chunk-index.js';
@@ -87,19 +88,6 @@ async function previousRelease(repoDir: string, name: string, version: string, d
     if (!best || record.published > best.record.published) best = { record, dir };
   }
   return best;
-}
-
-/** Reads `length` bytes at `offset` of a file. */
-async function readRange(path: string, offset: number, length: number): Promise<Buffer> {
-  const file = await open(path, 'r');
-  try {
-    const buf = Buffer.alloc(length);
-    const { bytesRead } = await file.read(buf, 0, length, offset);
-    if (bytesRead !== length) throw new CairnError(`${path} is shorter than its chunk index says`);
-    return buf;
-  } finally {
-    await file.close();
-  }
 }
 
 export async function publishRelease(opts: PublishOptions): Promise<PublishResult> {
