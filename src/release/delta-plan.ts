@@ -63,17 +63,24 @@ export interface DeltaPlan {
   };
 }
 
-/** The patches of `set` a host with `have` can apply and that save it bytes: those it has every base chunk of. */
-function usablePatches(index: ChunkIndex, have: LocalChunks, missing: Map<string, ChunkIndexEntry>, set: PatchSet | undefined): PatchEntry[] {
-  const usable: PatchEntry[] = [];
+/**
+ * The patches of `set` a host with `have` can apply (it has every base chunk) and that save it
+ * bytes; the chunks they make move from `download` to `patched`.
+ */
+function usePatches(index: ChunkIndex, have: LocalChunks, download: Map<string, ChunkIndexEntry>, set: PatchSet | undefined): { patches: PatchEntry[]; patched: ChunkIndexEntry[] } {
+  const patches: PatchEntry[] = [];
+  const patched: ChunkIndexEntry[] = [];
   for (const p of set?.patches ?? []) {
     if (!p.base.every((b) => have.has(b))) continue;
-    const replaces = new Map(index.chunks.slice(p.first, p.first + p.count).filter((c) => missing.has(c.sha256)).map((c) => [c.sha256, c.storedSize]));
-    if (p.size >= [...replaces.values()].reduce((s, n) => s + n, 0)) continue;
-    for (const sha of replaces.keys()) missing.delete(sha);
-    usable.push(p);
+    const replaces = new Map(index.chunks.slice(p.first, p.first + p.count).filter((c) => download.has(c.sha256)).map((c) => [c.sha256, c]));
+    if (p.size >= [...replaces.values()].reduce((s, c) => s + c.storedSize, 0)) continue;
+    for (const [sha, c] of replaces) {
+      download.delete(sha);
+      patched.push(c);
+    }
+    patches.push(p);
   }
-  return usable;
+  return { patches, patched };
 }
 
 export function planDelta(index: ChunkIndex, have: LocalChunks, patchSet?: PatchSet): DeltaPlan {
@@ -91,10 +98,8 @@ export function planDelta(index: ChunkIndex, have: LocalChunks, patchSet?: Patch
       download.set(c.sha256, c);
     }
   }
-  const missing = new Map(download);
-  const patches = usablePatches(index, have, download, patchSet);
+  const { patches, patched } = usePatches(index, have, download, patchSet);
   const entries = [...download.values()];
-  const patched = [...missing.values()].filter((c) => !download.has(c.sha256));
   const patchBytes = patches.reduce((s, p) => s + p.size, 0);
   return {
     image: index.image,

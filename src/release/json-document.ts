@@ -19,6 +19,11 @@ export function parseJsonDocument<T>(text: string, where: string, validate: Vali
   } catch (err) {
     throw new CairnError(`${where}: not JSON (${(err as Error).message})`);
   }
+  return checkJsonDocument(data, where, validate, what);
+}
+
+/** Checks parsed data against its schema; the error names the first place that fails. */
+export function checkJsonDocument<T>(data: unknown, where: string, validate: ValidateFunction<T>, what: string): T {
   if (!validate(data)) {
     const e = validate.errors?.[0];
     throw new CairnError(`${where}: not ${what}: ${e?.instancePath || '(top level)'} ${e?.message ?? ''}`.trim());

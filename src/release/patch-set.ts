@@ -4,7 +4,7 @@
 // against the release published before it: each run of new chunks that the old image lacks is
 // described (binary-patch.ts) against the old bytes between the same unchanged neighbours.
 //
-// `<image>.patches.json` lists them; the release record pins it by size and SHA-256, so its
+// `<image>.patches.json.br` lists them; the release record pins it by size and SHA-256, so its
 // numbers are signed. Each patch lives in `patches/` under the SHA-256 of its file, and says which
 // run of the new index it makes and which consecutive old chunks it needs: a host that has them
 // (it runs the old release) downloads the patch instead of the run's chunks, and checks every
@@ -18,7 +18,7 @@ import { writeFileAtomic } from '../fs-atomic.js';
 import { makePatch, MAX_PATCH_SIDE } from './binary-patch.js';
 import type { ChunkIndex, ChunkIndexEntry } from './chunk-index.js';
 import type { ChunkSource } from './chunk-store.js';
-import { compileSchema } from './json-document.js';
+import { checkJsonDocument, compileSchema } from './json-document.js';
 import schema from './patch-set.schema.json' with { type: 'json' };
 import { patchPath } from './repository-layout.js';
 
@@ -157,13 +157,10 @@ export async function makePatchSet(o: MakePatchSetOptions): Promise<PatchSet> {
 
 /** Checks a patch set from the network against the index it belongs to. */
 export function checkPatchSet(data: unknown, index: ChunkIndex, where: string): PatchSet {
-  if (!validatePatchSetSchema(data)) {
-    const e = validatePatchSetSchema.errors?.[0];
-    throw new CairnError(`${where}: not a cairn patch set: ${e?.instancePath || '(top level)'} ${e?.message ?? ''}`.trim());
-  }
-  if (data.image !== index.image) throw new CairnError(`${where}: patches ${data.image}, the index is of ${index.image}`);
+  const set = checkJsonDocument(data, where, validatePatchSetSchema, 'a cairn patch set');
+  if (set.image !== index.image) throw new CairnError(`${where}: patches ${set.image}, the index is of ${index.image}`);
   let end = 0;
-  for (const p of data.patches) {
+  for (const p of set.patches) {
     if (p.first < end || p.first + p.count > index.chunks.length) throw new CairnError(`${where}: a patch makes chunks ${p.first}..${p.first + p.count - 1}, outside the index or overlapping another`);
     end = p.first + p.count;
     const bytes = index.chunks.slice(p.first, end).reduce((s, c) => s + c.size, 0);
@@ -171,7 +168,7 @@ export function checkPatchSet(data: unknown, index: ChunkIndex, where: string): 
     // A patch larger than what it makes is never worth downloading: refuse it as endless data.
     if (p.size > bytes + 1024) throw new CairnError(`${where}: a ${p.size}-byte patch for ${bytes} bytes of chunks`);
   }
-  return data;
+  return set;
 }
 
 /** A repository's patch directory as `storePatch` for makePatchSet. */
