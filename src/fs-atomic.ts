@@ -22,7 +22,28 @@ export async function writeAtomic(path: string, fill: (handle: FileHandle) => Pr
     await rm(tmp, { force: true });
     throw err;
   }
-  await syncDirectory(dirname(path));
+  await syncRenamed(path);
+}
+
+/**
+ * Renames `from` to `to` so that a crash afterwards keeps the file under its new name, whole.
+ * The file is synced again under its new name: Linux's vfat writes a renamed file's size and
+ * first cluster into the new directory entry only when the inode is written back, so a synced
+ * directory alone can hold the new name with size 0 (seen on the ESP after a power cut).
+ */
+export async function renameDurably(from: string, to: string): Promise<void> {
+  await rename(from, to);
+  await syncRenamed(to);
+}
+
+async function syncRenamed(to: string): Promise<void> {
+  const file = await open(to, 'r');
+  try {
+    await file.sync();
+  } finally {
+    await file.close();
+  }
+  await syncDirectory(dirname(to));
 }
 
 /** Makes a directory's entries durable: after a rename, create or unlink in it, a crash keeps the change. */

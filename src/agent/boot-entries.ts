@@ -12,11 +12,13 @@
 //   one, or, FAT writing the new directory entry before clearing the old, both names for the same
 //   clusters. The entry is complete whenever its name exists.
 // - remove and bless are one unlink or rename each: before or after, or (bless) both names.
+// - every rename is followed by an fsync of the file under its new name (renameDurably): vfat
+//   fills in the new directory entry's size and cluster only then.
 import { createReadStream } from 'node:fs';
-import { mkdir, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { CairnError } from '../errors.js';
-import { syncDirectory, writeAtomic } from '../fs-atomic.js';
+import { renameDurably, syncDirectory, writeAtomic } from '../fs-atomic.js';
 import { sha256File } from '../hash-file.js';
 import { ukiFileName } from '../image/esp.js';
 import { usrHashFromCmdline } from './slots.js';
@@ -149,8 +151,7 @@ export async function blessEntry(entry: BootEntry): Promise<BootEntry> {
   if (entry.triesLeft === null) return entry;
   const dir = dirname(entry.path);
   const file = `${entry.id}.efi`;
-  await rename(entry.path, join(dir, file));
-  await syncDirectory(dir);
+  await renameDurably(entry.path, join(dir, file));
   return toEntry(dir, file, parseEntryName(file)!);
 }
 
