@@ -21,7 +21,7 @@ import { buildChunkIndex, validateChunkIndex, type ChunkIndex } from '../src/rel
 import { ChunkStore } from '../src/release/chunk-store.js';
 import { DEFAULT_CHUNK_PARAMS, type ChunkParams } from '../src/release/chunker.js';
 import { indexLocal, planDelta } from '../src/release/delta-plan.js';
-import { unpackJson } from '../src/release/json-document.js';
+import { unpackJson } from '../src/document/json-document.js';
 import { readManifest } from '../src/release/manifest.js';
 import { imageFile, RELEASE_IMAGES } from '../src/release/release-record.js';
 import { startStaticServer } from '../src/release/static-server.js';

@@ -1,15 +1,16 @@
 // /etc/cairn/agent.yaml: read and validated with the recipe machinery (schema plus the checks a
 // schema cannot express), so a mistake is reported as `file:line:col: key.path: expected …`.
 import { readFile } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import type { ValidateFunction } from 'ajv';
 import { CairnError } from '../errors.js';
-import { cairnRoot } from '../recipe/cairn-root.js';
+import { shipped } from '../install.js';
 import { hostFile } from '../recipe/checks.js';
-import type { Problem, SourceIssue } from '../recipe/issues.js';
-import { parseSize } from '../recipe/size.js';
-import { compileSchema, SourceFileError, validateYamlText } from '../recipe/validate-yaml.js';
-import type { DataPath } from '../recipe/yaml-locate.js';
+import type { Problem, SourceIssue } from '../document/issues.js';
+import { parseDuration, parseSize } from '../document/units.js';
+import { compileSchema } from '../document/schema.js';
+import { SourceFileError, validateYamlText } from '../document/validate-yaml.js';
+import type { DataPath } from '../document/yaml-locate.js';
 import schema from './agent-config.schema.json' with { type: 'json' };
 import type { HealthCheck, HealthConfig } from './health.js';
 import { isTimeZone, type RebootStrategy, type Weekday } from './reboot-strategy.js';
@@ -41,7 +42,7 @@ export interface AgentConfig {
 /** An agent configuration that does not validate; the message lists every issue. */
 export class AgentConfigError extends SourceFileError {
   constructor(file: string, issues: SourceIssue[]) {
-    super(file, issues, `every setting is described in docs/agent.md and ${join(cairnRoot(), 'src/agent/agent-config.schema.json')}`);
+    super(file, issues, `every setting is described in docs/agent.md and ${shipped('src/agent/agent-config.schema.json')}`);
     this.name = 'AgentConfigError';
   }
 }
@@ -78,16 +79,6 @@ let compiled: ValidateFunction | undefined;
 function schemaValidator(): ValidateFunction {
   compiled ??= compileSchema(schema);
   return compiled;
-}
-
-const DURATION_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
-
-/** Seconds for a duration as the schema accepts it: whole seconds, or a number with s, m, h or d. */
-export function parseDuration(value: number | string): number {
-  if (typeof value === 'number') return value;
-  const match = /^([1-9][0-9]*)(s|m|h|d)$/.exec(value);
-  if (!match) throw new CairnError(`not a duration: ${JSON.stringify(value)}`, 'write seconds, or a number followed by s, m, h or d');
-  return Number(match[1]) * DURATION_UNITS[match[2]!]!;
 }
 
 type Duration = number | string;

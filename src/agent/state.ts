@@ -7,8 +7,9 @@ import { join } from 'node:path';
 import type { ValidateFunction } from 'ajv';
 import { CairnError } from '../errors.js';
 import { syncDirectory, writeFileAtomic } from '../fs-atomic.js';
-import { compileSchema } from '../recipe/validate-yaml.js';
+import { compileSchema } from '../document/schema.js';
 import schema from './agent-state.schema.json' with { type: 'json' };
+import { FORMATS } from '../document/formats.js';
 
 export const STATE_FILE = 'state.json';
 /** Far more than the state ever holds; a larger file is not one the agent wrote. */
@@ -26,7 +27,7 @@ export interface Transaction {
 }
 
 export interface AgentState {
-  format: 1;
+  format: typeof FORMATS.agentState;
   transaction: Transaction | null;
   seen: Record<string, { version: string; at: string }>;
   bad: { version: string; reason: string; at: string }[];
@@ -40,7 +41,7 @@ export interface LoadedState {
 }
 
 export function freshState(): AgentState {
-  return { format: 1, transaction: null, seen: {}, bad: [], lastError: null };
+  return { format: FORMATS.agentState, transaction: null, seen: {}, bad: [], lastError: null };
 }
 
 /** Loads the state from `dir`; a missing file is a fresh start, a bad one is moved aside. */

@@ -2,7 +2,6 @@
 // the A/B disk. Every artifact is written under a temporary name and renamed when complete.
 import { readdir, readFile, rm, mkdtemp } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { CairnError } from '../errors.js';
 import { writeDisk, makeRootFs } from '../image/disk.js';
 import { buildEsp, standardEspFiles, ukiFileName } from '../image/esp.js';
@@ -11,9 +10,8 @@ import { buildInitramfs } from '../image/initramfs.js';
 import { partitionTypes } from '../image/partition-types.js';
 import { buildUki } from '../image/uki.js';
 import { computeVerity, usrHashArgument, type VerityResult } from '../image/verity.js';
+import { NATIVE } from '../install.js';
 import type { Recipe } from '../recipe/types.js';
-
-export const INIT_BINARY = fileURLToPath(new URL('../../../native/build/init', import.meta.url));
 
 export interface UsrArtifacts {
   usr: string;
@@ -69,7 +67,7 @@ export async function buildBoot(recipe: Recipe, rootfs: string, outDir: string, 
   const work = await mkdtemp(join(outDir, '.boot-'));
   try {
     const initrd = join(work, 'initrd.cpio.xz');
-    const initramfs = await buildInitramfs({ rootfs, kernelVersion, initBinary: INIT_BINARY, output: initrd, sourceDateEpoch });
+    const initramfs = await buildInitramfs({ rootfs, kernelVersion, initBinary: NATIVE.init(), output: initrd, sourceDateEpoch });
     const cmdline = kernelCmdline(recipe, rootHash);
     const uki = join(outDir, `${recipe.name}_${recipe.version}.efi`);
     await buildUki({

@@ -11,6 +11,7 @@ import { artifactEntries, writeManifest, type Manifest } from '../release/manife
 import { loadSigningKey } from '../trust/signing-key.js';
 import { createHash } from 'node:crypto';
 import { cacheOption, jsonOption, logLine } from './options.js';
+import { FORMATS } from '../document/formats.js';
 
 const STAGES = ['rootfs', 'usr', 'disk'] as const;
 
@@ -66,7 +67,7 @@ const command: CommandModule<object, Args> = {
         log('making the ESP, the root file system and disk.raw');
         const disk = await buildDiskImage(recipe, rootfs.rootfs, outDir, usr, boot, epoch);
         const manifest: Manifest = {
-          format: 'cairn-manifest/1',
+          format: FORMATS.manifest,
           name: recipe.name,
           version: recipe.version,
           architecture: recipe.base.architecture,

@@ -2,6 +2,7 @@ import type { Argv, CommandModule } from 'yargs';
 import { CairnError } from '../errors.js';
 import type { ChannelDoc } from '../release/channel.js';
 import { channelStatus, DEFAULT_EXPIRY_SECONDS, listChannels, pin, promote, renew, resolveName, revoke, type ChannelWrite } from '../release/channel-ops.js';
+import { parseDuration, parseTime } from '../document/units.js';
 import { loadSigningKey } from '../trust/signing-key.js';
 import { jsonOption } from './options.js';
 
@@ -14,22 +15,6 @@ interface Common {
 interface Signed extends Common {
   'sign-key': string;
   expires: string;
-}
-
-const UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
-
-/** "90s", "30m", "12h", "7d", "2w" or plain seconds. */
-export function parseDuration(text: string, what: string): number {
-  const m = /^(\d+)([smhdw]?)$/.exec(text.trim());
-  if (!m) throw new CairnError(`${what}: "${text}" is not a duration`, 'write e.g. 90s, 30m, 12h, 7d or 2w');
-  return Number(m[1]) * UNITS[m[2] || 's']!;
-}
-
-export function parseTime(text: string, what: string): Date {
-  if (text === 'now') return new Date();
-  const t = Date.parse(text);
-  if (!/^\d{4}-\d{2}-\d{2}/.test(text) || Number.isNaN(t)) throw new CairnError(`${what}: "${text}" is not a time`, 'write an ISO 8601 time such as 2026-12-01T09:00:00Z, or "now"');
-  return new Date(t);
 }
 
 const common = <T>(y: Argv<T>) =>

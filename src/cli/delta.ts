@@ -6,7 +6,7 @@ import { CairnError } from '../errors.js';
 import { buildChunkIndex, validateChunkIndex, type ChunkIndex } from '../release/chunk-index.js';
 import { ChunkStore } from '../release/chunk-store.js';
 import { indexLocal, planDelta, type DeltaPlan, type LocalChunks } from '../release/delta-plan.js';
-import { unpackJson } from '../release/json-document.js';
+import { unpackJson } from '../document/json-document.js';
 import { readManifest } from '../release/manifest.js';
 import { checkPatchSet, type PatchSet } from '../release/patch-set.js';
 import { imageFile, RELEASE_IMAGES, RELEASE_RECORD_KIND, validateReleaseRecord, type ReleaseImage } from '../release/release-record.js';

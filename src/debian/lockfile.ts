@@ -3,9 +3,10 @@
 // archive path and checked against the SHA-256 recorded here.
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { Ajv } from 'ajv';
 import { CairnError } from '../errors.js';
 import type { Recipe } from '../recipe/types.js';
+import { checkJsonDocument } from '../document/json-document.js';
+import { compileSchema } from '../document/schema.js';
 import { writeFileAtomic } from '../fs-atomic.js';
 import type { ArchiveOrigin, LockedPackage } from './types.js';
 import schema from './lock.schema.json' with { type: 'json' };
@@ -26,7 +27,8 @@ export interface Lockfile {
   packages: LockedPackage[];
 }
 
-const validate = new Ajv({ allErrors: false }).compile<Lockfile>(schema);
+const validate = compileSchema<Lockfile>(schema);
+const HINT = 'delete it and run "cairn lock" again';
 
 /** `recipes/host.yaml` → `recipes/host.lock`. */
 export function lockPathFor(recipeFile: string): string {
@@ -63,19 +65,16 @@ export async function readLockfile(path: string): Promise<Lockfile | null> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw err;
   }
-  let data: unknown;
+  let parsed: unknown;
   try {
-    data = JSON.parse(text);
+    parsed = JSON.parse(text);
   } catch (err) {
-    throw new CairnError(`${path}: not valid JSON (${(err as Error).message})`, 'delete it and run "cairn lock" again');
+    throw new CairnError(`${path}: not valid JSON (${(err as Error).message})`, HINT);
   }
-  if (!validate(data)) {
-    const e = validate.errors?.[0];
-    throw new CairnError(`${path}: not a cairn lockfile: ${e?.instancePath || '(top level)'} ${e?.message ?? ''}`.trim(), 'delete it and run "cairn lock" again');
-  }
+  const data = checkJsonDocument(parsed, path, validate, 'a cairn lockfile', HINT);
   const seen = new Set<string>();
   for (const p of data.packages) {
-    if (seen.has(p.name)) throw new CairnError(`${path}: package ${p.name} is listed twice`, 'delete it and run "cairn lock" again');
+    if (seen.has(p.name)) throw new CairnError(`${path}: package ${p.name} is listed twice`, HINT);
     seen.add(p.name);
   }
   return data;

@@ -10,7 +10,7 @@ import type { FetchCache } from '../debian/fetch-cache.js';
 import { lockfileSha256, lockMatches, lockPathFor, readLockfile, type Lockfile } from '../debian/lockfile.js';
 import type { PackageRecord } from '../debian/types.js';
 import { CairnError } from '../errors.js';
-import { cairnRoot, DEFAULT_KEYRING } from '../recipe/cairn-root.js';
+import { shipped, DEFAULT_KEYRING } from '../install.js';
 import { loadRecipe } from '../recipe/load.js';
 import { BASE_LOCK_PATH } from '../rootfs/identity.js';
 
@@ -46,7 +46,7 @@ export async function openLayerBase(path: string, keyring: string | null): Promi
   const info = await stat(path).catch(() => {
     throw new CairnError(`base ${path} does not exist`, 'name a recipe, a build folder (images/<name>/<version>) or a /usr tree');
   });
-  const shippedKeyring = keyring ?? join(cairnRoot(), DEFAULT_KEYRING);
+  const shippedKeyring = keyring ?? shipped(DEFAULT_KEYRING);
   if (info.isDirectory()) {
     for (const candidate of lockCandidates(path)) {
       if (await stat(candidate).then((s) => s.isFile(), () => false)) return { ...await fromLockFile(candidate, true), keyring: shippedKeyring };

@@ -18,8 +18,9 @@ import { extractPackages } from '../rootfs/extract.js';
 import { moveEtcToFactory, setTimes } from '../rootfs/layout.js';
 import { MERGED_DIRS, Tree } from '../rootfs/tree.js';
 import { baseRecords, openLayerBase } from './base.js';
-import { LAYER_FORMAT, type LayerMetadata, writeLayerMetadata } from './metadata.js';
+import { type LayerMetadata, writeLayerMetadata } from './metadata.js';
 import type { LayerSpec } from './spec.js';
+import { FORMATS } from '../document/formats.js';
 
 export interface LayerBuildOptions {
   /** The base (recipe, build folder, tree or lockfile); overrides the layer file's. */
@@ -126,7 +127,7 @@ export async function buildLayer(spec: LayerSpec, options: LayerBuildOptions): P
     // The image's own hash as the salt, as for /usr: the same image always gets the same tree.
     const verity = await computeVerity(imagePath, verityPath, { salt: imageSha256 });
     const metadata: LayerMetadata = {
-      format: LAYER_FORMAT,
+      format: FORMATS.layer,
       name: spec.name,
       version: spec.version,
       description: spec.description,

@@ -4,17 +4,18 @@
 // names are plain names in the layer's own folder.
 import { readFile, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { Ajv } from 'ajv';
 import { CairnError } from '../errors.js';
+import { parseJsonDocument } from '../document/json-document.js';
+import { compileSchema } from '../document/schema.js';
 import { writeFileAtomic } from '../fs-atomic.js';
 import schema from './layer-metadata.schema.json' with { type: 'json' };
+import { FORMATS } from '../document/formats.js';
 
 export const LAYER_METADATA = 'layer.json';
-export const LAYER_FORMAT = 'cairn-layer/1';
 const MAX_METADATA = 4 << 20;
 
 export interface LayerMetadata {
-  format: typeof LAYER_FORMAT;
+  format: typeof FORMATS.layer;
   name: string;
   version: string;
   description: string;
@@ -40,7 +41,7 @@ export interface LayerOnDisk {
   verity: string;
 }
 
-const validate = new Ajv().compile<LayerMetadata>(schema);
+const validate = compileSchema<LayerMetadata>(schema);
 
 export function formatLayerMetadata(metadata: LayerMetadata): string {
   return JSON.stringify(metadata, null, 2) + '\n';
@@ -54,17 +55,7 @@ export async function writeLayerMetadata(dir: string, metadata: LayerMetadata): 
 
 export function parseLayerMetadata(text: string, where: string): LayerMetadata {
   const hint = 'rebuild the layer with "cairn layer build", or fetch it again';
-  if (text.length > MAX_METADATA) throw new CairnError(`${where}: ${text.length} bytes is too big for layer metadata`, hint);
-  let data: unknown;
-  try {
-    data = JSON.parse(text);
-  } catch (err) {
-    throw new CairnError(`${where}: not JSON (${(err as Error).message})`, hint);
-  }
-  if (!validate(data)) {
-    const e = validate.errors?.[0];
-    throw new CairnError(`${where}: not cairn layer metadata: ${e?.instancePath || '(top level)'} ${e?.message ?? ''}`.trim(), hint);
-  }
+  const data = parseJsonDocument(text, where, validate, 'layer metadata', MAX_METADATA, hint);
   if (data.image.file === data.verity.file || [data.image.file, data.verity.file].includes(LAYER_METADATA)) {
     throw new CairnError(`${where}: the image and its hash tree must be two files other than ${LAYER_METADATA}`, hint);
   }

@@ -2,14 +2,15 @@
 // (schema, then what the schema cannot say) with every problem at file:line:column.
 import { statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import type { ValidateFunction } from 'ajv';
 import { CairnError } from '../errors.js';
-import { cairnRoot } from '../recipe/cairn-root.js';
+import { shipped } from '../install.js';
 import { hostFile, shown } from '../recipe/checks.js';
-import type { Problem, RecipeIssue } from '../recipe/issues.js';
+import type { Problem, RecipeIssue } from '../document/issues.js';
 import recipeSchema from '../recipe/recipe.schema.json' with { type: 'json' };
-import { compileSchema, SourceFileError, validateYamlText } from '../recipe/validate-yaml.js';
+import { compileSchema } from '../document/schema.js';
+import { SourceFileError, validateYamlText } from '../document/validate-yaml.js';
 import schema from './layer.schema.json' with { type: 'json' };
 
 export interface LayerSpec {
@@ -39,7 +40,7 @@ interface Written {
 
 export class LayerSpecError extends SourceFileError {
   constructor(file: string, issues: RecipeIssue[]) {
-    super(file, issues, `every setting is described in ${join(cairnRoot(), 'src/layer/layer.schema.json')}`);
+    super(file, issues, `every setting is described in ${shipped('src/layer/layer.schema.json')}`);
     this.name = 'LayerSpecError';
   }
 }

@@ -1,10 +1,10 @@
 import { statSync } from 'node:fs';
-import { isAbsolute, join, relative, resolve } from 'node:path';
+import { isAbsolute, relative, resolve } from 'node:path';
 import { isScalar } from 'yaml';
-import { cairnRoot, DEFAULT_KERNEL_CONFIG, DEFAULT_KEYRING } from './cairn-root.js';
-import { describeValue, formatPath, type Problem } from './issues.js';
-import { parseSize, SIZE_FORM } from './size.js';
-import type { DataPath, YamlLocator } from './yaml-locate.js';
+import { shipped, DEFAULT_KERNEL_CONFIG, DEFAULT_KEYRING } from '../install.js';
+import { describeValue, formatPath, type Problem } from '../document/issues.js';
+import { parseSize, SIZE_FORM } from '../document/units.js';
+import type { DataPath, YamlLocator } from '../document/yaml-locate.js';
 
 type Entry = Record<string, unknown>;
 
@@ -72,7 +72,7 @@ function checkHostFiles(data: Entry, recipeDir: string): Problem[] {
  */
 export function hostFile(value: unknown, path: DataPath, baseDir: string, fallback?: string): Problem[] {
   if (value === undefined && fallback) {
-    const file = join(cairnRoot(), fallback);
+    const file = shipped(fallback);
     const problem = fileProblem(file);
     const key = String(path[path.length - 1]);
     return problem

@@ -1,22 +1,23 @@
 import { readFile } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import type { ValidateFunction } from 'ajv';
 import { CairnError } from '../errors.js';
-import { cairnRoot } from './cairn-root.js';
+import { shipped } from '../install.js';
 import { checkRecipe } from './checks.js';
-import type { RecipeIssue } from './issues.js';
+import type { RecipeIssue } from '../document/issues.js';
 import { toRecipe } from './normalize.js';
 import schema from './recipe.schema.json' with { type: 'json' };
 import type { Recipe } from './types.js';
-import { compileSchema, SourceFileError, validateYamlText } from './validate-yaml.js';
+import { compileSchema } from '../document/schema.js';
+import { SourceFileError, validateYamlText } from '../document/validate-yaml.js';
 
-export type { RecipeIssue } from './issues.js';
-export { formatIssue } from './issues.js';
+export type { RecipeIssue } from '../document/issues.js';
+export { formatIssue } from '../document/issues.js';
 
 /** A recipe that does not validate; the message lists every issue, one per line. */
 export class RecipeError extends SourceFileError {
   constructor(file: string, issues: RecipeIssue[]) {
-    super(file, issues, `every setting is described in ${join(cairnRoot(), 'src/recipe/recipe.schema.json')}`);
+    super(file, issues, `every setting is described in ${shipped('src/recipe/recipe.schema.json')}`);
     this.name = 'RecipeError';
   }
 }

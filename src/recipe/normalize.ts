@@ -1,6 +1,6 @@
-import { dirname, join, resolve } from 'node:path';
-import { cairnRoot, DEFAULT_KERNEL_CONFIG, DEFAULT_KEYRING } from './cairn-root.js';
-import { parseSize } from './size.js';
+import { dirname, resolve } from 'node:path';
+import { shipped, DEFAULT_KERNEL_CONFIG, DEFAULT_KEYRING } from '../install.js';
+import { parseSize } from '../document/units.js';
 import type { ContainerSpec, FileSpec, GroupSpec, Recipe, UserSpec } from './types.js';
 
 /** The recipe as written, after the schema accepted it and filled in its defaults. */
@@ -48,12 +48,12 @@ export function toRecipe(data: unknown, file: string): Recipe {
       priority: w.base.priority,
       // Index and pool URLs are joined onto the mirror with a slash.
       mirror: w.base.mirror.replace(/\/+$/, ''),
-      keyring: w.base.keyring === undefined ? join(cairnRoot(), DEFAULT_KEYRING) : fromRecipe(w.base.keyring),
+      keyring: w.base.keyring === undefined ? shipped(DEFAULT_KEYRING) : fromRecipe(w.base.keyring),
     },
     packages: w.packages,
     kernel: {
       package: w.kernel.package,
-      config: w.kernel.config === undefined ? join(cairnRoot(), DEFAULT_KERNEL_CONFIG) : fromRecipe(w.kernel.config),
+      config: w.kernel.config === undefined ? shipped(DEFAULT_KERNEL_CONFIG) : fromRecipe(w.kernel.config),
     },
     init: w.init,
     hostname: w.hostname ?? w.name,

@@ -11,6 +11,7 @@ import { writeFileAtomic } from '../fs-atomic.js';
 import { CHANNEL_KIND, rolloutPercent, validateChannel, type ChannelDoc, type ReleaseRef, type Rollout } from './channel.js';
 import { channelPath, channelsDir, checkChannelName, checkVersion, releaseRecordPath } from './repository-layout.js';
 import { readSignedJsonUnverified, signJson } from './signed-json.js';
+import { FORMATS } from '../document/formats.js';
 
 export const DEFAULT_EXPIRY_SECONDS = 7 * 24 * 3600;
 
@@ -77,7 +78,7 @@ export async function releaseRef(repoDir: string, name: string, version: string)
 }
 
 function emptyChannel(name: string, channel: string): ChannelDoc {
-  return { format: 'cairn-channel/1', name, channel, serial: 0, issued: '', expires: '', release: null, pinned: false, rollout: null, barriers: [], revoked: [], history: [] };
+  return { format: FORMATS.channel, name, channel, serial: 0, issued: '', expires: '', release: null, pinned: false, rollout: null, barriers: [], revoked: [], history: [] };
 }
 
 async function update(w: ChannelWrite, channel: string, change: (doc: ChannelDoc) => void | Promise<void>): Promise<ChannelDoc> {

@@ -5,8 +5,9 @@
 import { createHash } from 'node:crypto';
 import type { ValidateFunction } from 'ajv';
 import { compareVersions } from '../debian/version.js';
-import { compileSchema } from './json-document.js';
+import { compileSchema } from '../document/schema.js';
 import schema from './channel.schema.json' with { type: 'json' };
+import { FORMATS } from '../document/formats.js';
 
 /** Names a release record by the hash of its signed file. */
 export interface ReleaseRef {
@@ -23,7 +24,7 @@ export interface Rollout {
 }
 
 export interface ChannelDoc {
-  format: 'cairn-channel/1';
+  format: typeof FORMATS.channel;
   name: string;
   channel: string;
   serial: number;

@@ -12,8 +12,8 @@ import { writeAt } from '../file-range.js';
 import { writeAtomic } from '../fs-atomic.js';
 import { ChunkParams, DEFAULT_CHUNK_PARAMS, chunkFile, validateChunkParams } from './chunker.js';
 import { ChunkSource, ChunkStore, PutResult, isSha256Hex, maxStoredSize } from './chunk-store.js';
+import { FORMATS } from '../document/formats.js';
 
-export const CHUNK_INDEX_FORMAT = 'cairn-chunks/1';
 
 export interface ChunkIndexEntry {
   offset: number;
@@ -24,7 +24,7 @@ export interface ChunkIndexEntry {
 }
 
 export interface ChunkIndex {
-  format: 'cairn-chunks/1';
+  format: typeof FORMATS.chunks;
   /** The image's file name (usr.erofs, usr.verity). */
   image: string;
   size: number;
@@ -78,7 +78,7 @@ export async function buildChunkIndex(
     throw err;
   }
   return {
-    format: CHUNK_INDEX_FORMAT,
+    format: FORMATS.chunks,
     image: basename(imagePath),
     size,
     sha256: whole.digest('hex'),
@@ -117,8 +117,8 @@ function checkCount(where: string, v: unknown, min: number): number {
 export function validateChunkIndex(data: unknown): ChunkIndex {
   if (!isPlainObject(data)) throw new CairnError('chunk index: not a JSON object');
   checkKeys('the index', data, ['format', 'image', 'size', 'sha256', 'params', 'chunks']);
-  if (data.format !== CHUNK_INDEX_FORMAT) {
-    throw new CairnError(`chunk index: format is ${JSON.stringify(data.format)}, expected "${CHUNK_INDEX_FORMAT}"`, 'a newer cairn may be needed to read it');
+  if (data.format !== FORMATS.chunks) {
+    throw new CairnError(`chunk index: format is ${JSON.stringify(data.format)}, expected "${FORMATS.chunks}"`, 'a newer cairn may be needed to read it');
   }
   if (typeof data.image !== 'string' || !/^[A-Za-z0-9._+-]+$/.test(data.image) || data.image === '.' || data.image === '..') {
     throw new CairnError(`chunk index: image must be a plain file name, got ${JSON.stringify(data.image)}`);
@@ -154,7 +154,7 @@ export function validateChunkIndex(data: unknown): ChunkIndex {
     chunks.push({ offset, size: chunkSize, sha256: c.sha256, storedSize });
   }
   if (expectedOffset !== size) throw new CairnError(`chunk index: the chunks cover ${expectedOffset} bytes, the image is ${size}`);
-  return { format: CHUNK_INDEX_FORMAT, image: data.image, size, sha256: data.sha256, params, chunks };
+  return { format: FORMATS.chunks, image: data.image, size, sha256: data.sha256, params, chunks };
 }
 
 /**

@@ -7,8 +7,10 @@ import { CairnError } from '../errors.js';
 import { writeFileAtomic } from '../fs-atomic.js';
 import { sha256File } from '../hash-file.js';
 import { signDetached, verifyDetached } from '../trust/verify.js';
-import { compileSchema, formatJson, parseJsonDocument } from './json-document.js';
+import { formatJson, parseJsonDocument } from '../document/json-document.js';
+import { compileSchema } from '../document/schema.js';
 import schema from './manifest.schema.json' with { type: 'json' };
+import { FORMATS } from '../document/formats.js';
 
 export interface ArtifactEntry {
   size: number;
@@ -16,7 +18,7 @@ export interface ArtifactEntry {
 }
 
 export interface Manifest {
-  format: 'cairn-manifest/1';
+  format: typeof FORMATS.manifest;
   name: string;
   version: string;
   architecture: string;

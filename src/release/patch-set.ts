@@ -18,11 +18,12 @@ import { writeFileAtomic } from '../fs-atomic.js';
 import { makePatch, MAX_PATCH_SIDE } from './binary-patch.js';
 import type { ChunkIndex, ChunkIndexEntry } from './chunk-index.js';
 import type { ChunkSource } from './chunk-store.js';
-import { checkJsonDocument, compileSchema } from './json-document.js';
+import { checkJsonDocument } from '../document/json-document.js';
+import { compileSchema } from '../document/schema.js';
 import schema from './patch-set.schema.json' with { type: 'json' };
 import { patchPath } from './repository-layout.js';
+import { FORMATS } from '../document/formats.js';
 
-export const PATCH_SET_FORMAT = 'cairn-patches/1';
 
 export interface PatchEntry {
   /** The run of the new index this patch makes: chunks first .. first+count-1. */
@@ -36,7 +37,7 @@ export interface PatchEntry {
 }
 
 export interface PatchSet {
-  format: typeof PATCH_SET_FORMAT;
+  format: typeof FORMATS.patches;
   image: string;
   /** The release and image the patches start from. */
   from: { version: string; sha256: string };
@@ -152,7 +153,7 @@ export async function makePatchSet(o: MakePatchSetOptions): Promise<PatchSet> {
     await o.storePatch(sha256, patch);
     patches.push({ first: run.first, count: run.count, base: run.base.map((c) => c.sha256), size: patch.length, sha256 });
   }
-  return { format: PATCH_SET_FORMAT, image: o.newIndex.image, from: { version: o.oldVersion, sha256: o.oldIndex.sha256 }, patches };
+  return { format: FORMATS.patches, image: o.newIndex.image, from: { version: o.oldVersion, sha256: o.oldIndex.sha256 }, patches };
 }
 
 /** Checks a patch set from the network against the index it belongs to. */

@@ -12,12 +12,13 @@ import { writeFileAtomic } from '../fs-atomic.js';
 import { sha256File } from '../hash-file.js';
 import { buildChunkIndex, validateChunkIndex, type ChunkIndex } from './chunk-index.js';
 import { ChunkStore } from './chunk-store.js';
-import { PACKED_JSON, packJson, unpackJson } from './json-document.js';
+import { PACKED_JSON, packJson, unpackJson } from '../document/json-document.js';
 import { MANIFEST, SIGNATURE, mismatchedArtifacts, readManifest } from './manifest.js';
 import { imageFile, RELEASE_IMAGES, RELEASE_RECORD_KIND, validateReleaseRecord, type FileRef, type ImageRef, type ReleaseImage, type ReleaseRecord } from './release-record.js';
 import { makePatchSet, patchWriter } from './patch-set.js';
 import { CHUNKS_DIR, RELEASE_RECORD, releaseDir } from './repository-layout.js';
 import { readSignedJsonUnverified, signJson } from './signed-json.js';
+import { FORMATS } from '../document/formats.js';
 
 export interface PublishOptions {
   buildDir: string;
@@ -161,7 +162,7 @@ export async function publishRelease(opts: PublishOptions): Promise<PublishResul
     const signature = await readFile(join(opts.buildDir, SIGNATURE)).catch(() => null);
     if (signature) await writeFileAtomic(join(staging, SIGNATURE), signature);
     const record: ReleaseRecord = {
-      format: 'cairn-release/1',
+      format: FORMATS.release,
       name: manifest.name,
       version: manifest.version,
       architecture: manifest.architecture,

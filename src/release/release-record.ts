@@ -3,8 +3,9 @@
 // image's chunk index by size and SHA-256, so everything a host downloads for the release is
 // covered by this one signature.
 import type { ValidateFunction } from 'ajv';
-import { compileSchema } from './json-document.js';
+import { compileSchema } from '../document/schema.js';
 import schema from './release-record.schema.json' with { type: 'json' };
+import { FORMATS } from '../document/formats.js';
 
 export interface FileRef {
   /** File name inside the release folder. */
@@ -24,7 +25,7 @@ export interface ImageRef {
 }
 
 export interface ReleaseRecord {
-  format: 'cairn-release/1';
+  format: typeof FORMATS.release;
   name: string;
   version: string;
   architecture: string;

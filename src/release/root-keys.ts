@@ -11,13 +11,14 @@ import type { ValidateFunction } from 'ajv';
 import { CairnError } from '../errors.js';
 import { parseKeyring } from '../trust/keyring.js';
 import { writeFileAtomic } from '../fs-atomic.js';
-import { compileSchema } from './json-document.js';
+import { compileSchema } from '../document/schema.js';
 import { rootPath } from './repository-layout.js';
 import schema from './root.schema.json' with { type: 'json' };
 import { signJson, verifyJson } from './signed-json.js';
+import { FORMATS } from '../document/formats.js';
 
 export interface RootDoc {
-  format: 'cairn-root/1';
+  format: typeof FORMATS.root;
   serial: number;
   issued: string;
   /** ASCII-armored public keys. */
@@ -57,7 +58,7 @@ export async function latestRootSerial(repoDir: string): Promise<number> {
 /** Writes the next root naming `next` as the repository's keys, vouched for by `current`. */
 export async function rotateKeys(repoDir: string, current: openpgp.PrivateKey[], next: openpgp.PrivateKey[], now = new Date()): Promise<RootDoc> {
   const serial = (await latestRootSerial(repoDir)) + 1;
-  const root: RootDoc = { format: 'cairn-root/1', serial, issued: now.toISOString(), keys: next.map((k) => k.toPublic().armor()) };
+  const root: RootDoc = { format: FORMATS.root, serial, issued: now.toISOString(), keys: next.map((k) => k.toPublic().armor()) };
   await mkdir(join(repoDir, 'keys'), { recursive: true });
   await writeFileAtomic(join(repoDir, rootPath(serial)), await signRoot(root, current, next, now));
   return root;

@@ -5,7 +5,7 @@ import * as openpgp from 'openpgp';
 import type { ValidateFunction } from 'ajv';
 import { CairnError } from '../errors.js';
 import { signCleartext, verifyCleartext, type VerifyOptions } from '../trust/verify.js';
-import { formatJson, parseJsonDocument } from './json-document.js';
+import { formatJson, parseJsonDocument } from '../document/json-document.js';
 
 /** Metadata documents are small; a server sending more is refused before parsing. */
 export const MAX_METADATA_BYTES = 1 << 20;

@@ -17,13 +17,14 @@ import { fetchBytes, type HttpOptions } from '../http.js';
 import { CHANNEL_KIND, validateChannel, type ChannelDoc, type ReleaseRef } from './channel.js';
 import { validateChunkIndex, type ChunkIndex, type ChunkIndexEntry } from './chunk-index.js';
 import { decodeChunk, maxStoredSize, type ChunkSource } from './chunk-store.js';
-import { unpackJson } from './json-document.js';
+import { unpackJson } from '../document/json-document.js';
 import { parseManifest, type Manifest } from './manifest.js';
 import { checkPatchSet, type PatchEntry, type PatchSet } from './patch-set.js';
 import { RELEASE_RECORD_KIND, validateReleaseRecord, type FileRef, type ReleaseImage, type ReleaseRecord } from './release-record.js';
 import { channelPath, chunkPath, patchPath, releaseDir, releaseRecordPath, rootPath } from './repository-layout.js';
 import { rootKeys, verifyRoot } from './root-keys.js';
 import { MAX_METADATA_BYTES, verifyJson } from './signed-json.js';
+import { FORMATS } from '../document/formats.js';
 
 export interface TrustState {
   /** The root the keys below come from (0: the configured keys). */
@@ -88,7 +89,7 @@ export class UpdateRepository {
   async currentKeys(): Promise<openpgp.PublicKey[]> {
     if (this.keys) return this.keys;
     const st = this.o.state;
-    let keys = st.rootSerial === 0 ? this.o.keys : await rootKeys({ format: 'cairn-root/1', serial: st.rootSerial, issued: '', keys: st.rootKeys }, 'the saved root');
+    let keys = st.rootSerial === 0 ? this.o.keys : await rootKeys({ format: FORMATS.root, serial: st.rootSerial, issued: '', keys: st.rootKeys }, 'the saved root');
     for (let n = 0; n < MAX_ROTATIONS; n++) {
       const serial = st.rootSerial + 1;
       let text: Buffer;

@@ -8,12 +8,12 @@ import { createReadStream } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join, relative } from 'node:path';
 import { CairnError } from '../errors.js';
-import { cairnRoot } from '../recipe/cairn-root.js';
+import { cairnRoot, IMAGE_PATHS, NATIVE } from '../install.js';
 import type { ContainerSpec, Recipe } from '../recipe/types.js';
 import type { Tree } from './tree.js';
 
 const ROOT = { uid: 0, gid: 0 };
-const APP = 'usr/lib/cairn/app';
+const APP = IMAGE_PATHS.app;
 const UNIT_DIR = 'usr/lib/systemd/system';
 
 const UNITS: Record<string, string> = {
@@ -137,7 +137,7 @@ function unitWord(word: string): string {
   return `"${escaped}"`;
 }
 
-const LAYERS = 'usr/lib/cairn/layers';
+const LAYERS = IMAGE_PATHS.layers;
 
 /** The unit that runs a recipe container at boot, restarted as the recipe says. */
 function containerUnit(c: ContainerSpec, layerDirs: string[]): string {
@@ -213,9 +213,9 @@ export async function installCairnTools(tree: Tree, recipe: Recipe): Promise<boo
   mkdirs(tree, 'usr/bin');
   await tree.writeFile('usr/bin/cairn', [Buffer.from(WRAPPER)], 0o755, ROOT);
   // The container helper (static C), where the runtime looks for it in an image.
-  const spawn = join(root, 'native', 'build', 'spawn');
+  const spawn = NATIVE.spawn();
   if (!(await stat(spawn).then((s) => s.isFile(), () => false))) throw new CairnError(`${spawn} is missing`, 'build cairn\'s native programs first (npm run build)');
-  await tree.writeFile('usr/lib/cairn/spawn', createReadStream(spawn) as AsyncIterable<Buffer>, 0o755, ROOT);
+  await tree.writeFile(IMAGE_PATHS.spawn, createReadStream(spawn) as AsyncIterable<Buffer>, 0o755, ROOT);
   mkdirs(tree, `${UNIT_DIR}/multi-user.target.wants`);
   for (const [name, text] of Object.entries(UNITS)) await tree.writeFile(`${UNIT_DIR}/${name}`, [Buffer.from(text)], 0o644, ROOT);
   if (recipe.update) {

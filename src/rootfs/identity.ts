@@ -1,13 +1,14 @@
 // What tells the image who it is: os-release (the recipe's name and version, as IMAGE_ID and
 // IMAGE_VERSION for systemd and update tooling), the hostname, and an empty machine-id, which
 // systemd reads as "first boot: generate one" so no two hosts share an id baked into the image.
+import { IMAGE_PATHS } from '../install.js';
 import type { Recipe } from '../recipe/types.js';
 import type { Tree } from './tree.js';
 
 const ROOT = { uid: 0, gid: 0 };
 
 /** Where an image carries the lock it was built from, relative to /usr: what layers check their base by. */
-export const BASE_LOCK_PATH = 'lib/cairn/cairn.lock';
+export const BASE_LOCK_PATH = IMAGE_PATHS.baseLock.slice('usr/'.length);
 
 // os-release(5) values are shell-quoted strings.
 function quote(value: string): string {

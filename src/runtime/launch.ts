@@ -6,15 +6,15 @@
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { constants } from 'node:os';
-import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { CairnError } from '../errors.js';
 import { encodeSpec, type ContainerSpec } from './spec.js';
 import { parseExitLine, type ExitInfo } from './state.js';
+import { spawnCandidates } from '../install.js';
 
 /** Where the helper is: beside the compiled code in a checkout, or where images install it. */
 export function spawnHelperPath(): string {
-  const candidates = [join(import.meta.dirname, '../../../native/build/spawn'), '/usr/lib/cairn/spawn'];
+  const candidates = spawnCandidates();
   const found = candidates.find((p) => existsSync(p));
   if (!found) throw new CairnError(`the container helper is missing (looked in ${candidates.join(', ')})`, 'build it with "make -C native" (npm run build does)');
   return found;

@@ -1,16 +1,14 @@
 // `cairn run` option values as users write them (512m, 1.5, SRC:DST:ro, 1000:1000), turned
 // into spec fields with one clear error each.
 import { resolve } from 'node:path';
+import { parseOptionSize } from '../document/units.js';
 import { CairnError } from '../errors.js';
 import { isCleanAbsolute, MIN_MEMORY, type BindMount } from './spec.js';
 
-const UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
-
 /** "512m", "1g", "1048576": bytes (binary units, as docker and podman read them). */
 export function parseMemory(text: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*([bkmgt]?)(?:i?b)?$/i.exec(text.trim());
-  const bytes = m ? Math.floor(Number(m[1]) * UNITS[m[2]!.toLowerCase()]!) : NaN;
-  if (!Number.isSafeInteger(bytes) || bytes < MIN_MEMORY) {
+  const bytes = parseOptionSize(text);
+  if (bytes === null || bytes < MIN_MEMORY) {
     throw new CairnError(`--memory ${text}: expected a size of at least 1m, like 256m or 2g`);
   }
   return bytes;

@@ -1,6 +1,7 @@
 // The container spec: everything native/spawn needs to start one container, checked here and
 // encoded for the helper, which checks it again (native/spawn-spec.c decodes the same format).
 import { CairnError } from '../errors.js';
+import { FORMATS } from '../document/formats.js';
 
 /** The root a container gets: the shared /usr (optionally under app layers), or a whole unpacked root (OCI images). */
 export type ContainerRoot = { usr: string; layers: string[] /* directories overlaid over usr, top first */ } | { rootfs: string };
@@ -158,7 +159,7 @@ export function checkSpec(spec: ContainerSpec): void {
 /** The helper's input: NUL-terminated tokens, a keyword then its arguments (format in docs/runtime.md). */
 export function encodeSpec(spec: ContainerSpec): Buffer {
   checkSpec(spec);
-  const t: string[] = ['cairn-spawn-spec/1', 'name', spec.name, 'hostname', spec.hostname, 'rootdir', spec.rootDir];
+  const t: string[] = [FORMATS.spawnSpec, 'name', spec.name, 'hostname', spec.hostname, 'rootdir', spec.rootDir];
   if ('rootfs' in spec.root) t.push('rootfs', spec.root.rootfs);
   else {
     t.push('usr', spec.root.usr);

@@ -22,7 +22,7 @@ import { verityPartitionUuids } from '../../src/image/verity.js';
 import { promote } from '../../src/release/channel-ops.js';
 import type { ChunkIndex, ChunkIndexEntry } from '../../src/release/chunk-index.js';
 import { indexLocal, planDelta } from '../../src/release/delta-plan.js';
-import { unpackJson } from '../../src/release/json-document.js';
+import { unpackJson } from '../../src/document/json-document.js';
 import type { PatchSet } from '../../src/release/patch-set.js';
 import { readManifest } from '../../src/release/manifest.js';
 import { publishRelease } from '../../src/release/publish.js';

@@ -9,9 +9,10 @@ import { chmod, chown, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from '
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { NATIVE } from '../../src/install.js';
 
 const REPO = join(import.meta.dirname, '../../..');
-const INIT = join(REPO, 'native/build/init');
+const INIT = NATIVE.init();
 const TINY = join(REPO, 'images/tiny/0.1.0/rootfs');
 const USR_TYPE = '8484680c-9521-48c6-9c11-b0720656f69e';
 const VERITY_TYPE = '77ff5f63-e7b6-4633-acf4-1565b864c0e6';

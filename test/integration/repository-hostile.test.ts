@@ -12,7 +12,7 @@ import { CairnError } from '../../src/errors.js';
 import type { ChannelDoc } from '../../src/release/channel.js';
 import { promote, readChannel, releaseRef } from '../../src/release/channel-ops.js';
 import { reassemble, type ChunkIndex } from '../../src/release/chunk-index.js';
-import { formatJson, packJson } from '../../src/release/json-document.js';
+import { formatJson, packJson } from '../../src/document/json-document.js';
 import { publishRelease } from '../../src/release/publish.js';
 import { RELEASE_RECORD_KIND, validateReleaseRecord, type ReleaseRecord } from '../../src/release/release-record.js';
 import { channelPath, chunkPath, releaseRecordPath } from '../../src/release/repository-layout.js';

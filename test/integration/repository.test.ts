@@ -16,7 +16,7 @@ import { sha256File } from '../../src/hash-file.js';
 import { pin, promote, revoke } from '../../src/release/channel-ops.js';
 import { reassemble } from '../../src/release/chunk-index.js';
 import { DeltaSource, indexLocal, planDelta } from '../../src/release/delta-plan.js';
-import { unpackJson } from '../../src/release/json-document.js';
+import { unpackJson } from '../../src/document/json-document.js';
 import { publishRelease } from '../../src/release/publish.js';
 import { imageFile, RELEASE_IMAGES } from '../../src/release/release-record.js';
 import { rotateKeys } from '../../src/release/root-keys.js';

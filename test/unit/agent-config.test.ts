@@ -3,10 +3,11 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { AgentConfigError, loadAgentConfig, parseDuration, validateAgentConfigText } from '../../src/agent/config.js';
+import { AgentConfigError, loadAgentConfig, validateAgentConfigText } from '../../src/agent/config.js';
+import { parseDuration } from '../../src/document/units.js';
 import { CairnError } from '../../src/errors.js';
-import { cairnRoot } from '../../src/recipe/cairn-root.js';
-import { formatIssue } from '../../src/recipe/issues.js';
+import { cairnRoot } from '../../src/install.js';
+import { formatIssue } from '../../src/document/issues.js';
 
 const work = mkdtempSync(join(tmpdir(), 'cairn-agent-config-'));
 after(() => rmSync(work, { recursive: true, force: true }));

@@ -2,7 +2,7 @@
 // pins and bad versions; and the duration/time syntax of the channel commands.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parseDuration, parseTime } from '../../src/cli/channel.js';
+import { parseDuration, parseTime } from '../../src/document/units.js';
 import { CairnError } from '../../src/errors.js';
 import { decideUpdate, rolloutPercent, wariness, type ChannelDoc, type ReleaseRef } from '../../src/release/channel.js';
 

@@ -8,7 +8,7 @@ import { after, test } from 'node:test';
 import { CairnError } from '../../src/errors.js';
 import { formatLayerMetadata, parseLayerMetadata, readLayer, type LayerMetadata } from '../../src/layer/metadata.js';
 import { LayerSpecError, loadLayerSpec, validateLayerText } from '../../src/layer/spec.js';
-import { formatIssue } from '../../src/recipe/issues.js';
+import { formatIssue } from '../../src/document/issues.js';
 
 const work = mkdtempSync(join(tmpdir(), 'cairn-layer-spec-'));
 after(() => rmSync(work, { recursive: true, force: true }));

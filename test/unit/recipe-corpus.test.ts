@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { cairnRoot } from '../../src/recipe/cairn-root.js';
+import { cairnRoot } from '../../src/install.js';
 import { formatIssue, loadRecipe, RecipeError } from '../../src/recipe/load.js';
 
 // Messages name files relative to the working directory, so the corpus runs from the repo root.

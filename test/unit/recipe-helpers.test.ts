@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { describeValue, formatPath } from '../../src/recipe/issues.js';
+import { describeValue, formatPath } from '../../src/document/issues.js';
 import schema from '../../src/recipe/recipe.schema.json' with { type: 'json' };
-import { parseSize, SIZE_FORM } from '../../src/recipe/size.js';
-import { closest, editDistance } from '../../src/recipe/suggest.js';
+import { parseSize, SIZE_FORM } from '../../src/document/units.js';
+import { closest, editDistance } from '../../src/document/suggest.js';
 
 test('sizes are integer bytes or binary units', () => {
   assert.equal(parseSize(512), 512);

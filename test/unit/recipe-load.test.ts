@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { CairnError } from '../../src/errors.js';
-import { cairnRoot } from '../../src/recipe/cairn-root.js';
+import { cairnRoot } from '../../src/install.js';
 import { formatIssue, loadRecipe, readRecipeText, RecipeError, validateRecipeText } from '../../src/recipe/load.js';
 
 const root = cairnRoot();

@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { pathToFileURL } from 'node:url';
-import { cairnRoot } from '../../src/recipe/cairn-root.js';
+import { cairnRoot } from '../../src/install.js';
 
 const root = cairnRoot();
 const bad = join(root, 'test/fixtures/recipes/bad/14-package-name-number.yaml');

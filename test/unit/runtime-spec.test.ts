@@ -14,8 +14,9 @@ import { parseCpus, parseEnv, parseMemory, parsePids, parseUser, parseVolume } f
 import { buildSpec, type RunRequest } from '../../src/runtime/run.js';
 import { checkSpec, encodeSpec, isCleanAbsolute, type ContainerSpec } from '../../src/runtime/spec.js';
 import { containerPaths, parseExitLine, parseState } from '../../src/runtime/state.js';
+import { NATIVE } from '../../src/install.js';
 
-const SPAWN = join(import.meta.dirname, '../../../native/build/spawn');
+const SPAWN = NATIVE.spawn();
 
 function spec(overrides: Partial<ContainerSpec> = {}): ContainerSpec {
   return {

@@ -1,7 +1,7 @@
 // The machinery recipes, layer files and the agent's configuration share: parse YAML keeping source positions,
 // validate against a JSON schema plus checks the schema cannot express, and report every issue
 // as `file:line:col: key.path: message`.
-import { Ajv, type ValidateFunction } from 'ajv';
+import type { ValidateFunction } from 'ajv';
 import { LineCounter, parseDocument } from 'yaml';
 import { CairnError } from '../errors.js';
 import { formatIssue, formatPath, type Problem, type SourceIssue } from './issues.js';
@@ -18,18 +18,6 @@ export class SourceFileError extends CairnError {
     super(`${file} has ${issues.length} ${issues.length === 1 ? 'problem' : 'problems'}:\n${issues.map(formatIssue).join('\n')}`, hint);
     this.name = 'SourceFileError';
   }
-}
-
-/**
- * A validator for `schema`. Defaults the schema declares are filled in (so they live in one place),
- * and schema nodes may carry an `expected` text that error messages use instead of ajv's jargon.
- */
-export function compileSchema(schema: object, referenced: object[] = []): ValidateFunction {
-  const ajv = new Ajv({ allErrors: true, verbose: true, useDefaults: true, allowUnionTypes: true });
-  ajv.addVocabulary(['expected']);
-  // Schemas whose definitions this one $refs by their $id (a layer's package names are a recipe's).
-  for (const other of referenced) ajv.addSchema(other);
-  return ajv.compile(schema);
 }
 
 export interface YamlValidation {

@@ -1,32 +1,27 @@
 // Release metadata arrives as JSON from files and the network; each kind has a JSON Schema in
 // this folder, and nothing reaches the code that trusts its numbers before passing it.
-import { Ajv, type ValidateFunction } from 'ajv';
+import type { ValidateFunction } from 'ajv';
 import { brotliCompressSync, brotliDecompressSync, constants as zc } from 'node:zlib';
 import { CairnError } from '../errors.js';
 
-const ajv = new Ajv({ allErrors: false });
-
-export function compileSchema<T>(schema: object): ValidateFunction<T> {
-  return ajv.compile<T>(schema);
-}
 
 /** Parses and validates `text`; `what` names the kind of document in errors ("a cairn manifest"). */
-export function parseJsonDocument<T>(text: string, where: string, validate: ValidateFunction<T>, what: string, maxBytes: number): T {
-  if (text.length > maxBytes) throw new CairnError(`${where}: ${text.length} bytes is too big for ${what} (at most ${maxBytes})`);
+export function parseJsonDocument<T>(text: string, where: string, validate: ValidateFunction<T>, what: string, maxBytes: number, hint?: string): T {
+  if (text.length > maxBytes) throw new CairnError(`${where}: ${text.length} bytes is too big for ${what} (at most ${maxBytes})`, hint);
   let data: unknown;
   try {
     data = JSON.parse(text);
   } catch (err) {
-    throw new CairnError(`${where}: not JSON (${(err as Error).message})`);
+    throw new CairnError(`${where}: not JSON (${(err as Error).message})`, hint);
   }
-  return checkJsonDocument(data, where, validate, what);
+  return checkJsonDocument(data, where, validate, what, hint);
 }
 
 /** Checks parsed data against its schema; the error names the first place that fails. */
-export function checkJsonDocument<T>(data: unknown, where: string, validate: ValidateFunction<T>, what: string): T {
+export function checkJsonDocument<T>(data: unknown, where: string, validate: ValidateFunction<T>, what: string, hint?: string): T {
   if (!validate(data)) {
     const e = validate.errors?.[0];
-    throw new CairnError(`${where}: not ${what}: ${e?.instancePath || '(top level)'} ${e?.message ?? ''}`.trim());
+    throw new CairnError(`${where}: not ${what}: ${e?.instancePath || '(top level)'} ${e?.message ?? ''}`.trim(), hint);
   }
   return data;
 }
