@@ -15,7 +15,7 @@ import { sha256File } from '../src/hash-file.js';
 import { buildChunkIndex } from '../src/release/chunk-index.js';
 import { ChunkStore } from '../src/release/chunk-store.js';
 import { chunkFile } from '../src/release/chunker.js';
-import { readManifest } from '../src/release/manifest.js';
+import { readManifest } from '../src/pipeline/manifest.js';
 import { imageFile, RELEASE_IMAGES } from '../src/release/release-record.js';
 import { buildTwoReleases, cairn, parseUpgrade } from './two-releases.js';
 

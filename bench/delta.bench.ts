@@ -22,7 +22,7 @@ import { ChunkStore } from '../src/release/chunk-store.js';
 import { DEFAULT_CHUNK_PARAMS, type ChunkParams } from '../src/release/chunker.js';
 import { indexLocal, planDelta } from '../src/release/delta-plan.js';
 import { unpackJson } from '../src/document/json-document.js';
-import { readManifest } from '../src/release/manifest.js';
+import { readManifest } from '../src/pipeline/manifest.js';
 import { imageFile, RELEASE_IMAGES } from '../src/release/release-record.js';
 import { startStaticServer } from '../src/release/static-server.js';
 import { reconstructRelease } from '../test/fixtures/delta-reconstruct.js';

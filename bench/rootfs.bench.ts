@@ -5,8 +5,10 @@ import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { resolveLock } from '../src/build/lock-recipe.js';
-import { buildRootfs, sourceDateEpoch } from '../src/build/rootfs-stage.js';
+import { resolveLock } from '../src/pipeline/lock.js';
+import { buildImage } from '../src/pipeline/build-image.js';
+import { sourceDateEpoch } from '../src/debian/lockfile.js';
+import { fetchPackages } from '../src/debian/package-downloads.js';
 import { FetchCache } from '../src/debian/fetch-cache.js';
 import { assembleRoot } from '../src/rootfs/assemble.js';
 import { writeTreeTar } from '../src/rootfs/tree-tar.js';
@@ -23,17 +25,13 @@ function seconds(start: bigint): number {
 
 try {
   // Warm-up: fills the cache so neither side below downloads a package.
-  const warmLock = await resolveLock(recipe, { cache });
-  await buildRootfs(recipe, warmLock, { cache, outDir: join(work, 'warm'), sourceDateEpoch: sourceDateEpoch(warmLock) });
+  await buildImage(recipe, { stage: 'rootfs', cache, out: join(work, 'warm') });
 
   let start = process.hrtime.bigint();
   const lock = await resolveLock(recipe, { cache });
   const resolveSeconds = seconds(start);
   // The tree and its tar timed apart: mmdebstrap makes only the tree.
-  const fetched = await cache.fetchAll(
-    lock.packages.map((p) => ({ url: `${lock.origin.mirror}/${p.filename}`, sha256: p.sha256, size: p.size, name: p.name })),
-    {},
-  );
+  const fetched = await fetchPackages(cache, lock.origin.mirror, lock.packages);
   start = process.hrtime.bigint();
   await assembleRoot({
     recipe,

@@ -13,8 +13,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ensureLock } from '../src/build/lock-recipe.js';
-import { buildRootfs, sourceDateEpoch } from '../src/build/rootfs-stage.js';
+import { buildImage } from '../src/pipeline/build-image.js';
 import { FetchCache } from '../src/debian/fetch-cache.js';
 import { loadRecipe } from '../src/recipe/load.js';
 
@@ -29,9 +28,7 @@ const recipe = await loadRecipe(recipeFile);
 const buildDir = join('images', recipe.name, recipe.version);
 if (!existsSync(join(buildDir, 'rootfs.tar')) || !existsSync(join(buildDir, 'rootfs', 'usr'))) {
   process.stderr.write(`building ${recipeFile} (rootfs stage) into ${buildDir}\n`);
-  const cache = new FetchCache(process.env.CAIRN_CACHE);
-  const { lock } = await ensureLock(recipe, { cache });
-  await buildRootfs(recipe, lock, { cache, outDir: buildDir, sourceDateEpoch: sourceDateEpoch(lock) });
+  await buildImage(recipe, { stage: 'rootfs', cache: new FetchCache(process.env.CAIRN_CACHE) });
 }
 const usr = join(buildDir, 'rootfs', 'usr');
 const rootfsTar = join(buildDir, 'rootfs.tar');

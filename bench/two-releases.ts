@@ -10,7 +10,7 @@ import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { parseDocument } from 'yaml';
-import { resolveLock } from '../src/build/lock-recipe.js';
+import { resolveLock } from '../src/pipeline/lock.js';
 import { FetchCache } from '../src/debian/fetch-cache.js';
 import { lockPathFor, writeLockfile, type Lockfile } from '../src/debian/lockfile.js';
 import type { LockedPackage } from '../src/debian/types.js';
@@ -18,6 +18,8 @@ import { compareVersions } from '../src/debian/version.js';
 import { CairnError } from '../src/errors.js';
 import { loadRecipe } from '../src/recipe/load.js';
 import type { Recipe } from '../src/recipe/types.js';
+import { buildImage } from '../src/pipeline/build-image.js';
+import { loadSigningKey } from '../src/trust/signing-key.js';
 
 const run = promisify(execFile);
 export const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
@@ -144,7 +146,7 @@ export async function buildTwoReleases(
   for (const recipe of recipes) {
     log(`cairn build ${recipe.file} --frozen`);
     const started = process.hrtime.bigint();
-    await cairn(['build', recipe.file, '--frozen', '--out', join(work, 'images'), '--sign-key', signKey, '--json']);
+    await buildImage(recipe, { frozen: true, out: join(work, 'images'), signKey: await loadSigningKey(signKey), cache, log });
     releases.push({
       version: recipe.version,
       recipe: recipe.file,

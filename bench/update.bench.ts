@@ -15,7 +15,7 @@ import { UpdateTransaction } from '../src/agent/update.js';
 import { readGpt } from '../src/image/gpt.js';
 import { verifyImage } from '../src/image/verity.js';
 import { promote } from '../src/release/channel-ops.js';
-import { readManifest } from '../src/release/manifest.js';
+import { readManifest } from '../src/pipeline/manifest.js';
 import { publishRelease } from '../src/release/publish.js';
 import { startStaticServer } from '../src/release/static-server.js';
 import { provisionHost } from '../test/fixtures/agent-host.js';

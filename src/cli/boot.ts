@@ -9,6 +9,16 @@ interface Args {
   memory: number;
 }
 
+async function bootHandler(args: Args): Promise<void> {
+  const machine = await startQemu({ disk: args.disk, snapshot: args.snapshot, network: args.network, accel: args.accel, memoryMiB: args.memory, stdio: 'inherit' });
+  // QEMU owns the terminal; a signal to cairn alone would leave it running headless.
+  const forward = (signal: NodeJS.Signals) => machine.process.kill(signal);
+  process.on('SIGTERM', forward);
+  process.on('SIGHUP', forward);
+  const code = await machine.exited;
+  process.exitCode = code ?? 1;
+}
+
 const command: CommandModule<object, Args> = {
   command: 'boot <disk>',
   describe: 'Start a disk image in QEMU with OVMF (UEFI) on a serial console',
@@ -28,15 +38,7 @@ const command: CommandModule<object, Args> = {
           'Ctrl-A X quits QEMU at any time, Ctrl-A C switches to the QEMU monitor and back, Ctrl-C goes to the guest.',
       )
       .example('$0 boot images/tiny/0.1.0/disk.raw --snapshot', 'try an image without changing it; Ctrl-A X quits'),
-  handler: async (args) => {
-    const machine = await startQemu({ disk: args.disk, snapshot: args.snapshot, network: args.network, accel: args.accel, memoryMiB: args.memory, stdio: 'inherit' });
-    // QEMU owns the terminal; a signal to cairn alone would leave it running headless.
-    const forward = (signal: NodeJS.Signals) => machine.process.kill(signal);
-    process.on('SIGTERM', forward);
-    process.on('SIGHUP', forward);
-    const code = await machine.exited;
-    process.exitCode = code ?? 1;
-  },
+  handler: bootHandler,
 };
 
 export default command;

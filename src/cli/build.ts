@@ -1,23 +1,14 @@
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { CommandModule } from 'yargs';
-import { buildBoot, buildDiskImage, buildUsr } from '../build/image-stage.js';
-import { ensureLock } from '../build/lock-recipe.js';
-import { buildRootfs, sourceDateEpoch } from '../build/rootfs-stage.js';
 import { FetchCache } from '../debian/fetch-cache.js';
 import { Progress } from '../debian/progress.js';
+import { buildImage, STAGES, type BuildResult, type Stage } from '../pipeline/build-image.js';
 import { loadRecipe } from '../recipe/load.js';
-import { artifactEntries, writeManifest, type Manifest } from '../release/manifest.js';
 import { loadSigningKey } from '../trust/signing-key.js';
-import { createHash } from 'node:crypto';
-import { cacheOption, jsonOption, logLine } from './options.js';
-import { FORMATS } from '../document/formats.js';
-
-const STAGES = ['rootfs', 'usr', 'disk'] as const;
+import { logLine, optional, OPTIONS, output } from './options.js';
 
 interface Args {
   recipe: string;
-  stage: (typeof STAGES)[number];
+  stage: Stage;
   frozen: boolean;
   cache?: string;
   out: string;
@@ -25,12 +16,44 @@ interface Args {
   json: boolean;
 }
 
+/** The flat summary `--json` prints (and the text lists): what each stage made. */
+function summary(r: BuildResult): Record<string, unknown> {
+  return {
+    recipe: r.recipe,
+    version: r.version,
+    lockfile: { path: r.lockfile.path, status: r.lockfile.status },
+    ...r.rootfs,
+    ...(r.usr ? { usr: r.usr.usr, usrVerity: r.usr.usrVerity, rootHash: r.usr.verity.rootHash } : {}),
+    ...(r.boot && r.disk && r.manifest ? { uki: r.boot.uki, disk: r.disk, manifest: r.manifest.path, signed: r.manifest.signed } : {}),
+  };
+}
+
+function describe(s: Record<string, unknown>): string {
+  return Object.entries(s).filter(([, v]) => typeof v !== 'object').map(([k, v]) => `${k.padEnd(16)} ${String(v)}\n`).join('');
+}
+
+async function buildHandler(args: Args): Promise<void> {
+  const recipe = await loadRecipe(args.recipe);
+  // A bad key should stop the build before minutes of work, not after.
+  const signKey = args.signKey ? await loadSigningKey(args.signKey) : null;
+  const result = await buildImage(recipe, {
+    stage: args.stage,
+    frozen: args.frozen,
+    cache: new FetchCache(args.cache),
+    out: args.out,
+    signKey,
+    progress: new Progress({ silent: false }),
+    log: logLine,
+  });
+  output(args.json, summary(result), describe);
+}
+
 const command: CommandModule<object, Args> = {
   command: 'build <recipe>',
   describe: 'Build a recipe into a bootable A/B disk image and its release artifacts',
   builder: (y) =>
     y
-      .positional('recipe', { type: 'string', demandOption: true, describe: 'Recipe file, e.g. recipes/container-host.yaml' })
+      .positional('recipe', OPTIONS.recipe)
       .option('stage', {
         choices: STAGES,
         default: 'disk' as const,
@@ -39,54 +62,13 @@ const command: CommandModule<object, Args> = {
           'disk: also the UKI, disk.raw and manifest.json',
       })
       .option('frozen', { type: 'boolean', default: false, describe: 'Fail if RECIPE.lock is missing or does not match the recipe, instead of re-resolving it' })
-      .option('cache', cacheOption)
-      .option('out', { type: 'string', default: 'images', describe: 'Output folder; a build goes to OUT/<name>/<version>/' })
-      .option('sign-key', { type: 'string', describe: 'OpenPGP private key (from "cairn keys generate") that signs manifest.json' })
-      .option('json', jsonOption)
+      .option('cache', OPTIONS.cache)
+      .option('out', { ...optional(OPTIONS.out), default: 'images', describe: 'Output folder; a build goes to OUT/<name>/<version>/' })
+      .option('sign-key', optional(OPTIONS.signKey))
+      .option('json', OPTIONS.json)
       .example('$0 build recipes/container-host.yaml --sign-key keys/release.asc', 'lock, fetch, assemble, and write a signed disk image')
       .example('$0 build recipes/tiny.yaml --frozen --stage rootfs', 'assemble exactly what recipes/tiny.lock says, or fail'),
-  handler: async (args) => {
-    const log = logLine;
-    const recipe = await loadRecipe(args.recipe);
-    // A bad key should stop the build before minutes of work, not after.
-    const key = args.signKey ? await loadSigningKey(args.signKey) : null;
-    const cache = new FetchCache(args.cache);
-    const { lock, path: lockPath, status } = await ensureLock(recipe, { cache, frozen: args.frozen, log });
-    log(`${lockPath}: ${status === 'unchanged' ? 'matches the recipe' : status} (${lock.packages.length} packages)`);
-    const outDir = join(args.out, recipe.name, recipe.version);
-    const epoch = sourceDateEpoch(lock);
-    const rootfs = await buildRootfs(recipe, lock, { cache, outDir, sourceDateEpoch: epoch, progress: new Progress({ silent: false }), log });
-    const summary: Record<string, unknown> = { recipe: recipe.name, version: recipe.version, lockfile: { path: lockPath, status }, ...rootfs };
-    if (args.stage !== 'rootfs') {
-      log('making usr.erofs and its verity tree');
-      const usr = await buildUsr(recipe, rootfs.rootfs, outDir, epoch);
-      Object.assign(summary, { usr: usr.usr, usrVerity: usr.usrVerity, rootHash: usr.verity.rootHash });
-      if (args.stage === 'disk') {
-        log('making the initramfs and the UKI');
-        const boot = await buildBoot(recipe, rootfs.rootfs, outDir, usr.verity.rootHash, epoch);
-        log('making the ESP, the root file system and disk.raw');
-        const disk = await buildDiskImage(recipe, rootfs.rootfs, outDir, usr, boot, epoch);
-        const manifest: Manifest = {
-          format: FORMATS.manifest,
-          name: recipe.name,
-          version: recipe.version,
-          architecture: recipe.base.architecture,
-          lockfileSha256: createHash('sha256').update(await readFile(lockPath)).digest('hex'),
-          sourceDateEpoch: epoch,
-          usr: { rootHash: usr.verity.rootHash, salt: usr.verity.salt, dataBlocks: usr.verity.dataBlocks },
-          kernel: { version: boot.kernelVersion, cmdline: boot.cmdline },
-          artifacts: await artifactEntries([usr.usr, usr.usrVerity, boot.uki, disk]),
-        };
-        await writeManifest(outDir, manifest, key);
-        Object.assign(summary, { uki: boot.uki, disk, manifest: join(outDir, 'manifest.json'), signed: key !== null });
-      }
-    }
-    if (args.json) {
-      process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
-      return;
-    }
-    for (const [k, v] of Object.entries(summary)) if (typeof v !== 'object') process.stdout.write(`${k.padEnd(16)} ${String(v)}\n`);
-  },
+  handler: buildHandler,
 };
 
 export default command;

@@ -1,9 +1,9 @@
 import type { Argv, CommandModule } from 'yargs';
 import { FetchCache } from '../debian/fetch-cache.js';
 import { Progress } from '../debian/progress.js';
-import { buildLayer } from '../layer/build.js';
+import { buildLayer, formatLayerBuild, layerBuildJson } from '../layer/build.js';
 import { loadLayerSpec } from '../layer/spec.js';
-import { cacheOption, jsonOption, logLine } from './options.js';
+import { logLine, OPTIONS, output } from './options.js';
 
 interface BuildArgs {
   file: string;
@@ -11,6 +11,12 @@ interface BuildArgs {
   out?: string;
   cache?: string;
   json: boolean;
+}
+
+async function buildHandler(args: BuildArgs): Promise<void> {
+  const spec = await loadLayerSpec(args.file);
+  const result = await buildLayer(spec, { base: args.base, outDir: args.out, cache: new FetchCache(args.cache), progress: new Progress({ silent: false }), log: logLine });
+  output(args.json, layerBuildJson(result), () => formatLayerBuild(result));
 }
 
 const build: CommandModule<object, BuildArgs> = {
@@ -26,35 +32,11 @@ const build: CommandModule<object, BuildArgs> = {
         describe: 'Build for this base instead of the file\'s: a recipe (its lock; build it first), a build folder, a root or /usr tree with usr/lib/cairn/cairn.lock, or a lockfile',
       })
       .option('out', { type: 'string', describe: 'Folder for <name>_<version>.layer, .verity and layer.json; default images/layers/<name>/<version>' })
-      .option('cache', cacheOption)
-      .option('json', jsonOption)
+      .option('cache', OPTIONS.cache)
+      .option('json', OPTIONS.json)
       .example('$0 layer build web.yaml --base recipes/container-host.yaml', 'a layer for the images built from that recipe')
       .example('$0 layer build web.yaml --base images/container-host/0.1.0 --out /tmp/web', 'for an existing build, into /tmp/web'),
-  handler: async (args) => {
-    const spec = await loadLayerSpec(args.file);
-    const result = await buildLayer(spec, {
-      base: args.base,
-      outDir: args.out,
-      cache: new FetchCache(args.cache),
-      progress: new Progress({ silent: false }),
-      log: logLine,
-    });
-    const { metadata } = result;
-    if (args.json) {
-      process.stdout.write(JSON.stringify({ dir: result.dir, metadata: result.metadataPath, ...metadata, notes: result.notes, dropped: result.dropped }, null, 2) + '\n');
-      return;
-    }
-    const lines = [
-      `layer         ${metadata.name} ${metadata.version} (${metadata.architecture})`,
-      `base          ${metadata.base.name}, lock sha256 ${metadata.base.lockSha256}`,
-      `packages      ${metadata.packages.map((p) => `${p.name} ${p.version}`).join(', ')}`,
-      `image         ${result.dir}/${metadata.image.file} (${metadata.image.size} bytes)`,
-      `verity        ${result.dir}/${metadata.verity.file}, root hash ${metadata.verity.rootHash}`,
-      `metadata      ${result.metadataPath}`,
-    ];
-    if (result.dropped.length > 0) lines.push(`left out      ${result.dropped.length} files outside /usr (${result.dropped.slice(0, 3).join(', ')}${result.dropped.length > 3 ? ', …' : ''})`);
-    process.stdout.write(lines.join('\n') + '\n');
-  },
+  handler: buildHandler,
 };
 
 const command: CommandModule<object, object> = {

@@ -1,9 +1,9 @@
 import type { CommandModule } from 'yargs';
-import { resolveLock } from '../build/lock-recipe.js';
 import { FetchCache } from '../debian/fetch-cache.js';
-import { lockPathFor, readLockfile, writeLockfile } from '../debian/lockfile.js';
+import { lockChanges, lockPathFor, readLockfile, writeLockfile } from '../debian/lockfile.js';
+import { resolveLock } from '../pipeline/lock.js';
 import { loadRecipe } from '../recipe/load.js';
-import { cacheOption, jsonOption, logLine } from './options.js';
+import { logLine, OPTIONS, output } from './options.js';
 
 interface Args {
   recipe: string;
@@ -11,32 +11,32 @@ interface Args {
   json: boolean;
 }
 
+async function lockHandler(args: Args): Promise<void> {
+  const recipe = await loadRecipe(args.recipe);
+  const path = lockPathFor(recipe.file);
+  const before = await readLockfile(path);
+  const lock = await resolveLock(recipe, { cache: new FetchCache(args.cache), log: args.json ? undefined : logLine });
+  await writeLockfile(path, lock);
+  const { changed, removed } = lockChanges(before, lock);
+  output(args.json, { lockfile: path, packages: lock.packages.length, origin: lock.origin, changed, removed }, (r) =>
+    [
+      ...r.changed.map((p) => `  ${p.from !== null ? '~' : '+'} ${p.name} ${p.from ? `${p.from} → ` : ''}${p.to}\n`),
+      ...r.removed.map((name) => `  - ${name}\n`),
+      `${path}: ${r.packages} packages from ${r.origin.suite} (InRelease of ${r.origin.date})\n`,
+    ].join(''),
+  );
+}
+
 const command: CommandModule<object, Args> = {
   command: 'lock <recipe>',
   describe: 'Resolve a recipe against its Debian archive and write RECIPE.lock (exact versions and SHA-256s)',
   builder: (y) =>
     y
-      .positional('recipe', { type: 'string', demandOption: true, describe: 'Recipe file, e.g. recipes/container-host.yaml' })
-      .option('cache', cacheOption)
-      .option('json', jsonOption)
+      .positional('recipe', OPTIONS.recipe)
+      .option('cache', OPTIONS.cache)
+      .option('json', OPTIONS.json)
       .example('$0 lock recipes/container-host.yaml', 'write recipes/container-host.lock'),
-  handler: async (args) => {
-    const recipe = await loadRecipe(args.recipe);
-    const path = lockPathFor(recipe.file);
-    const before = await readLockfile(path);
-    const lock = await resolveLock(recipe, { cache: new FetchCache(args.cache), log: args.json ? undefined : logLine });
-    await writeLockfile(path, lock);
-    const previous = new Map(before?.packages.map((p) => [p.name, p.version]) ?? []);
-    const changed = lock.packages.filter((p) => previous.get(p.name) !== p.version);
-    const removed = [...previous.keys()].filter((name) => !lock.packages.some((p) => p.name === name));
-    if (args.json) {
-      process.stdout.write(JSON.stringify({ lockfile: path, packages: lock.packages.length, origin: lock.origin, changed: changed.map((p) => ({ name: p.name, from: previous.get(p.name) ?? null, to: p.version })), removed }, null, 2) + '\n');
-      return;
-    }
-    for (const p of changed) process.stdout.write(`  ${previous.has(p.name) ? '~' : '+'} ${p.name} ${previous.get(p.name) ? `${previous.get(p.name)} → ` : ''}${p.version}\n`);
-    for (const name of removed) process.stdout.write(`  - ${name}\n`);
-    process.stdout.write(`${path}: ${lock.packages.length} packages from ${lock.origin.suite} (InRelease of ${lock.origin.date})\n`);
-  },
+  handler: lockHandler,
 };
 
 export default command;

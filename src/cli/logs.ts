@@ -6,6 +6,10 @@ interface Args {
   follow: boolean;
 }
 
+async function logsHandler(args: Args): Promise<void> {
+  await copyLogs(args.name, process.stdout, args.follow);
+}
+
 const command: CommandModule<object, Args> = {
   command: 'logs <name>',
   describe: "Print a detached container's output (stdout and stderr, as written)",
@@ -13,9 +17,7 @@ const command: CommandModule<object, Args> = {
     y
       .positional('name', { type: 'string', demandOption: true, describe: 'Container name (see cairn ps)' })
       .option('follow', { alias: 'f', type: 'boolean', default: false, describe: 'Keep printing until the container exits' }),
-  handler: async (args) => {
-    await copyLogs(args.name, process.stdout, args.follow);
-  },
+  handler: logsHandler,
 };
 
 export default command;

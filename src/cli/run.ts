@@ -39,6 +39,53 @@ function imageAndCommand(args: Args): { image?: string; command: string[] } {
   return { image, command: words.length > 0 ? words : rest };
 }
 
+async function runHandler(args: Args): Promise<void> {
+  const { image, command } = imageAndCommand(args);
+  if (command.length === 0 && image === undefined) throw new CairnError('no command to run', 'put it after --, e.g. cairn run -- /bin/sh -c "echo hi"');
+  const env = list(args.env).map((e) => parseEnv(e)).filter((e): e is string => e !== null);
+  const interactive = Boolean(process.stdin.isTTY && process.stdout.isTTY);
+  const request: RunRequest = {
+    name: args.name,
+    root: { usr: args.usr, layers: list(args.layer), image },
+    command,
+    env,
+    user: parseUser(args.user),
+    cwd: args.workdir,
+    hostname: args.hostname,
+    limits: {
+      memoryBytes: args.memory === undefined ? undefined : parseMemory(args.memory),
+      cpus: args.cpus === undefined ? undefined : parseCpus(args.cpus),
+      pids: args.pids === undefined ? undefined : parsePids(args.pids),
+    },
+    net: args.net,
+    binds: list(args.volume).map((v) => parseVolume(v)),
+    detach: args.detach,
+    tty: !args.detach && (args.tty ?? interactive),
+    remove: args.rm ?? !args.detach,
+    userns: args.userns,
+  };
+  let started: Started;
+  try {
+    started = await startContainer(request);
+  } catch (err) {
+    if (!(err instanceof ContainerStartError)) throw err;
+    // the exit code says which kind of failure it was, as docker's and podman's do
+    process.stderr.write(`cairn: ${err.message}\n`);
+    process.exitCode = err.code;
+    return;
+  }
+  if (args.detach) {
+    started.launched.detach();
+    // The container's mount namespace keeps its own hold on the layer mounts: the host's go.
+    await started.release();
+    process.stdout.write(`${started.name}\n`);
+    return;
+  }
+  const exit = await waitForeground(started, request.remove);
+  if (exit.oomKilled) logLine(`${started.name} was killed for exceeding its memory limit (out of memory)`);
+  process.exitCode = exit.code;
+}
+
 const command: CommandModule<object, Args> = {
   command: 'run [words..]',
   describe: 'Run a command in a container that shares this host\'s read-only /usr (copies nothing)',
@@ -71,52 +118,7 @@ const command: CommandModule<object, Args> = {
       )
       .example('$0 run -- /bin/sh -c "id; hostname"', 'a throwaway container from the host /usr')
       .example('$0 run -d --name web --memory 256m -v ./site:/srv:ro -- python3 -m http.server -d /srv', 'a detached one with limits'),
-  handler: async (args) => {
-    const { image, command } = imageAndCommand(args);
-    if (command.length === 0 && image === undefined) throw new CairnError('no command to run', 'put it after --, e.g. cairn run -- /bin/sh -c "echo hi"');
-    const env = list(args.env).map((e) => parseEnv(e)).filter((e): e is string => e !== null);
-    const interactive = Boolean(process.stdin.isTTY && process.stdout.isTTY);
-    const request: RunRequest = {
-      name: args.name,
-      root: { usr: args.usr, layers: list(args.layer), image },
-      command,
-      env,
-      user: parseUser(args.user),
-      cwd: args.workdir,
-      hostname: args.hostname,
-      limits: {
-        memoryBytes: args.memory === undefined ? undefined : parseMemory(args.memory),
-        cpus: args.cpus === undefined ? undefined : parseCpus(args.cpus),
-        pids: args.pids === undefined ? undefined : parsePids(args.pids),
-      },
-      net: args.net,
-      binds: list(args.volume).map((v) => parseVolume(v)),
-      detach: args.detach,
-      tty: !args.detach && (args.tty ?? interactive),
-      remove: args.rm ?? !args.detach,
-      userns: args.userns,
-    };
-    let started: Started;
-    try {
-      started = await startContainer(request);
-    } catch (err) {
-      if (!(err instanceof ContainerStartError)) throw err;
-      // the exit code says which kind of failure it was, as docker's and podman's do
-      process.stderr.write(`cairn: ${err.message}\n`);
-      process.exitCode = err.code;
-      return;
-    }
-    if (args.detach) {
-      started.launched.detach();
-      // The container's mount namespace keeps its own hold on the layer mounts: the host's go.
-      await started.release();
-      process.stdout.write(`${started.name}\n`);
-      return;
-    }
-    const exit = await waitForeground(started, request.remove);
-    if (exit.oomKilled) logLine(`${started.name} was killed for exceeding its memory limit (out of memory)`);
-    process.exitCode = exit.code;
-  },
+  handler: runHandler,
 };
 
 export default command;

@@ -6,6 +6,13 @@ interface Args {
   time: number;
 }
 
+async function stopHandler(args: Args): Promise<void> {
+  for (const name of args.names) {
+    const s = await stopContainer(String(name), args.time);
+    process.stdout.write(`${name}: ${s.status}${s.exit ? ` (${s.exit.code}${s.exit.oomKilled ? ', out of memory' : ''})` : ''}\n`);
+  }
+}
+
 const command: CommandModule<object, Args> = {
   command: 'stop <names..>',
   describe: 'Stop running containers: SIGTERM to the command, SIGKILL to all of the container after --time seconds',
@@ -17,12 +24,7 @@ const command: CommandModule<object, Args> = {
         if (!Number.isFinite(a.time) || a.time < 0) throw new Error('--time is a number of seconds, 0 or more');
         return true;
       }),
-  handler: async (args) => {
-    for (const name of args.names) {
-      const s = await stopContainer(String(name), args.time);
-      process.stdout.write(`${name}: ${s.status}${s.exit ? ` (${s.exit.code}${s.exit.oomKilled ? ', out of memory' : ''})` : ''}\n`);
-    }
-  },
+  handler: stopHandler,
 };
 
 export default command;

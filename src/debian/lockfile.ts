@@ -105,3 +105,28 @@ export function lockfileSha256(lock: Lockfile): string {
 export async function writeLockfile(path: string, lock: Lockfile): Promise<void> {
   await writeFileAtomic(path, formatLockfile(lock));
 }
+
+/** SOURCE_DATE_EPOCH from the environment, else the date of the InRelease the lock came from. */
+export function sourceDateEpoch(lock: Lockfile, env: NodeJS.ProcessEnv = process.env): number {
+  const fromEnv = env.SOURCE_DATE_EPOCH;
+  if (fromEnv !== undefined && fromEnv !== '') {
+    if (!/^[0-9]+$/.test(fromEnv)) throw new CairnError(`SOURCE_DATE_EPOCH=${fromEnv} is not a number of seconds`, 'unset it or set it to e.g. $(date +%s)');
+    return Number(fromEnv);
+  }
+  return Math.floor(Date.parse(lock.origin.date) / 1000);
+}
+
+export interface LockChanges {
+  /** Packages new in `after`, or at another version there. */
+  changed: { name: string; from: string | null; to: string }[];
+  removed: string[];
+}
+
+/** What moved between two locks of a recipe (the first may not exist yet). */
+export function lockChanges(before: Lockfile | null, after: Lockfile): LockChanges {
+  const previous = new Map(before?.packages.map((p) => [p.name, p.version]) ?? []);
+  return {
+    changed: after.packages.filter((p) => previous.get(p.name) !== p.version).map((p) => ({ name: p.name, from: previous.get(p.name) ?? null, to: p.version })),
+    removed: [...previous.keys()].filter((name) => !after.packages.some((p) => p.name === name)),
+  };
+}

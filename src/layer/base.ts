@@ -13,6 +13,7 @@ import { CairnError } from '../errors.js';
 import { shipped, DEFAULT_KEYRING } from '../install.js';
 import { loadRecipe } from '../recipe/load.js';
 import { BASE_LOCK_PATH } from '../rootfs/identity.js';
+import { fetchPackages } from '../debian/package-downloads.js';
 
 export interface LayerBase {
   lock: Lockfile;
@@ -81,12 +82,7 @@ export async function baseRecords(lock: Lockfile, archive: PackageRecord[], cach
     return record === undefined;
   });
   if (missing.length === 0) return records;
-  const fetched = await cache.fetchAll(missing.map((pkg) => ({
-    url: `${lock.origin.mirror.replace(/\/+$/, '')}/${pkg.filename}`,
-    sha256: pkg.sha256,
-    size: pkg.size,
-    name: `${pkg.name}_${pkg.version}_${pkg.architecture}.deb`,
-  }))).catch((err: unknown) => {
+  const fetched = await fetchPackages(cache, lock.origin.mirror, missing).catch((err: unknown) => {
     if (!(err instanceof CairnError)) throw err;
     throw new CairnError(`the archive no longer has ${missing.length} of the base's packages (${missing.slice(0, 3).map((p) => `${p.name} ${p.version}`).join(', ')}…) and the cache cannot get them: ${err.message}`,
       'build the layer on the host that built the base (its cache has them), or rebuild the base against the archive as it is now');

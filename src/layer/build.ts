@@ -13,7 +13,6 @@ import { CairnError } from '../errors.js';
 import { sha256File } from '../hash-file.js';
 import { buildUsrImage } from '../image/erofs.js';
 import { computeVerity } from '../image/verity.js';
-import { sourceDateEpoch } from '../build/rootfs-stage.js';
 import { extractPackages } from '../rootfs/extract.js';
 import { moveEtcToFactory, setTimes } from '../rootfs/layout.js';
 import { MERGED_DIRS, Tree } from '../rootfs/tree.js';
@@ -21,6 +20,8 @@ import { baseRecords, openLayerBase } from './base.js';
 import { type LayerMetadata, writeLayerMetadata } from './metadata.js';
 import type { LayerSpec } from './spec.js';
 import { FORMATS } from '../document/formats.js';
+import { fetchPackages, lockedPackage } from '../debian/package-downloads.js';
+import { sourceDateEpoch } from '../debian/lockfile.js';
 
 export interface LayerBuildOptions {
   /** The base (recipe, build folder, tree or lockfile); overrides the layer file's. */
@@ -98,13 +99,9 @@ export async function buildLayer(spec: LayerSpec, options: LayerBuildOptions): P
     throw new CairnError(`every package ${spec.file} asks for is already in the base ${base.lock.recipe}: the layer would be empty`,
       'list packages the base lacks, or use the base as it is');
   }
-  const packages: LockedPackage[] = result.packages.map(({ record }) => ({
-    name: record.name, version: record.version, architecture: record.architecture, size: record.size, sha256: record.sha256, filename: record.filename,
-  }));
+  const packages: LockedPackage[] = result.packages.map(({ record }) => lockedPackage(record));
   log?.(`the layer adds ${packages.length} packages: ${packages.map((p) => p.name).join(', ')}`);
-  const fetched = await cache.fetchAll(packages.map((p) => ({
-    url: `${origin.mirror.replace(/\/+$/, '')}/${p.filename}`, sha256: p.sha256, size: p.size, name: `${p.name}_${p.version}_${p.architecture}.deb`,
-  })), { progress: options.progress });
+  const fetched = await fetchPackages(cache, origin.mirror, packages, options.progress);
 
   const dir = options.outDir ?? join('images', 'layers', spec.name, spec.version);
   await mkdir(dir, { recursive: true });
@@ -152,4 +149,22 @@ export async function buildLayer(spec: LayerSpec, options: LayerBuildOptions): P
   } finally {
     await rm(work, { recursive: true, force: true });
   }
+}
+
+/** The JSON form `cairn layer build --json` prints. */
+export function layerBuildJson(result: LayerBuildResult): object {
+  return { dir: result.dir, metadata: result.metadataPath, ...result.metadata, notes: result.notes, dropped: result.dropped };
+}
+
+export function formatLayerBuild({ metadata, dir, metadataPath, dropped }: LayerBuildResult): string {
+  const lines = [
+    `layer         ${metadata.name} ${metadata.version} (${metadata.architecture})`,
+    `base          ${metadata.base.name}, lock sha256 ${metadata.base.lockSha256}`,
+    `packages      ${metadata.packages.map((p) => `${p.name} ${p.version}`).join(', ')}`,
+    `image         ${dir}/${metadata.image.file} (${metadata.image.size} bytes)`,
+    `verity        ${dir}/${metadata.verity.file}, root hash ${metadata.verity.rootHash}`,
+    `metadata      ${metadataPath}`,
+  ];
+  if (dropped.length > 0) lines.push(`left out      ${dropped.length} files outside /usr (${dropped.slice(0, 3).join(', ')}${dropped.length > 3 ? ', …' : ''})`);
+  return lines.join('\n') + '\n';
 }

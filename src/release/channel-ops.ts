@@ -203,3 +203,25 @@ export function renew(w: ChannelWrite, channel: string): Promise<ChannelDoc> {
     if (!(await readChannel(w.repoDir, w.name, channel))) throw new CairnError(`channel ${channel} does not exist`);
   });
 }
+
+/**
+ * The rollout of a promotion as an operator asks for it: a share of hosts at a start time rising
+ * to all of them over a duration; none (every host at once) when nothing phased is asked for.
+ */
+export function phasedRollout(percent: number, start: Date | undefined, durationSeconds: number | undefined): Rollout | undefined {
+  if (!(percent >= 0 && percent <= 100)) throw new CairnError(`--rollout ${percent}: a percentage must be 0..100`);
+  if (percent === 100 && durationSeconds === undefined && start === undefined) return undefined;
+  const rollout = { start: (start ?? new Date()).toISOString(), startPercent: percent, durationSeconds: durationSeconds ?? 0 };
+  if (rollout.startPercent < 100 && rollout.durationSeconds === 0) {
+    throw new CairnError(`--rollout ${percent} without --duration would never reach every host`, 'add --duration, e.g. --duration 2d');
+  }
+  return rollout;
+}
+
+export function formatChannelStatus(s: ChannelStatus): string {
+  const rollout = s.rolloutPercent < 100 ? ` rolling out: ${s.rolloutPercent.toFixed(1)}% of hosts` : '';
+  return (
+    `${s.channel}: ${s.release ?? '(nothing)'}${s.pinned ? ' (pinned)' : ''}${rollout}; serial ${s.serial}, ${s.expired ? 'EXPIRED' : 'expires'} ${s.expires}` +
+    `${s.barriers.length ? `; barriers ${s.barriers.join(', ')}` : ''}${s.revoked.length ? `; revoked ${s.revoked.join(', ')}` : ''}\n`
+  );
+}

@@ -13,7 +13,7 @@ import { sha256File } from '../hash-file.js';
 import { buildChunkIndex, validateChunkIndex, type ChunkIndex } from './chunk-index.js';
 import { ChunkStore } from './chunk-store.js';
 import { PACKED_JSON, packJson, unpackJson } from '../document/json-document.js';
-import { MANIFEST, SIGNATURE, mismatchedArtifacts, readManifest } from './manifest.js';
+import { MANIFEST, SIGNATURE, mismatchedArtifacts, readManifest } from '../pipeline/manifest.js';
 import { imageFile, RELEASE_IMAGES, RELEASE_RECORD_KIND, validateReleaseRecord, type FileRef, type ImageRef, type ReleaseImage, type ReleaseRecord } from './release-record.js';
 import { makePatchSet, patchWriter } from './patch-set.js';
 import { CHUNKS_DIR, RELEASE_RECORD, releaseDir } from './repository-layout.js';
@@ -178,4 +178,16 @@ export async function publishRelease(opts: PublishOptions): Promise<PublishResul
     await rm(staging, { recursive: true, force: true });
     throw err;
   }
+}
+
+const mib = (n: number): string => `${(n / 1048576).toFixed(1)} MiB`;
+
+export function formatPublishResult(result: PublishResult, seconds: number): string {
+  if (result.alreadyPublished) return `${result.name} ${result.version} is already published from this build (${result.path}); nothing changed\n`;
+  const lines = result.images.map((i) => {
+    const patches = i.patches ? `; ${i.patches.count} patches from ${i.patches.from}: ${mib(i.patches.bytes)} instead of ${mib(i.patches.replacedBytes)} of chunks` : '';
+    return `${i.file.padEnd(10)} ${mib(i.size)} in ${i.chunks} chunks; new: ${i.addedChunks} chunks, ${mib(i.addedBytes)} compressed (all chunks: ${mib(i.storedBytes)})${patches}`;
+  });
+  lines.push(`published ${result.name} ${result.version} as ${result.path} in ${seconds.toFixed(1)} s`);
+  return lines.join('\n') + '\n';
 }

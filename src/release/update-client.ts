@@ -18,7 +18,7 @@ import { CHANNEL_KIND, validateChannel, type ChannelDoc, type ReleaseRef } from 
 import { validateChunkIndex, type ChunkIndex, type ChunkIndexEntry } from './chunk-index.js';
 import { decodeChunk, maxStoredSize, type ChunkSource } from './chunk-store.js';
 import { unpackJson } from '../document/json-document.js';
-import { parseManifest, type Manifest } from './manifest.js';
+import { parseManifest, type Manifest } from '../pipeline/manifest.js';
 import { checkPatchSet, type PatchEntry, type PatchSet } from './patch-set.js';
 import { RELEASE_RECORD_KIND, validateReleaseRecord, type FileRef, type ReleaseImage, type ReleaseRecord } from './release-record.js';
 import { channelPath, chunkPath, patchPath, releaseDir, releaseRecordPath, rootPath } from './repository-layout.js';

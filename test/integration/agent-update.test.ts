@@ -24,7 +24,7 @@ import type { ChunkIndex, ChunkIndexEntry } from '../../src/release/chunk-index.
 import { indexLocal, planDelta } from '../../src/release/delta-plan.js';
 import { unpackJson } from '../../src/document/json-document.js';
 import type { PatchSet } from '../../src/release/patch-set.js';
-import { readManifest } from '../../src/release/manifest.js';
+import { readManifest } from '../../src/pipeline/manifest.js';
 import { publishRelease } from '../../src/release/publish.js';
 import { startStaticServer, type StaticServer } from '../../src/release/static-server.js';
 import { bootsVerified, countTry, pickEntry, provisionHost, writeLoaderEntry, type TestHost } from '../fixtures/agent-host.js';

@@ -1,6 +1,7 @@
-// `cairn build` end to end against a Debian repository the test makes and serves on loopback:
-// lock creation and reuse, a warm cache that downloads nothing, --frozen, the kernel check that
-// stops a build before anything is assembled, and byte-identical rootfs.tar across builds.
+// The build pipeline (buildImage, and `cairn build` for what it prints) against a Debian repository
+// the test makes and serves on loopback: lock creation and reuse, a warm cache that downloads
+// nothing, --frozen, the kernel check that stops a build before anything is assembled, and
+// byte-identical rootfs.tar across builds.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync, lstatSync, readFileSync, readlinkSync } from 'node:fs';
@@ -9,6 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { FetchCache } from '../../src/debian/fetch-cache.js';
+import { buildImage, type BuildResult } from '../../src/pipeline/build-image.js';
+import { loadRecipe } from '../../src/recipe/load.js';
 import { createTestRepo, serveDir, type TestRepo, type TestServer } from '../fixtures/debian-repo.js';
 
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
@@ -66,6 +70,12 @@ function recipeText(packages: string[], kernelConfig = 'kernel.config'): string 
 }
 
 // Asynchronous on purpose: the repository server runs in this process and must keep answering.
+/** The tree stage of `file` (relative to the work folder), as `cairn build --stage rootfs` runs it. */
+async function build(file: string): Promise<BuildResult> {
+  // The packages here are fakes: the tree is as far as they go.
+  return buildImage(await loadRecipe(join(work, file)), { stage: 'rootfs', cache: new FetchCache(join(work, 'cache')), out: join(work, 'images') });
+}
+
 function cairn(...args: string[]): Promise<{ status: number; stdout: string; stderr: string; json: any }> {
   return new Promise((resolve) => {
     // The packages here are fakes: the tree is as far as they go.
@@ -79,12 +89,11 @@ function cairn(...args: string[]): Promise<{ status: number; stdout: string; std
 
 test('a first build resolves, writes the lock and assembles the tree', { skip: !root && 'needs root (owners in the tree)' }, async () => {
   await writeFile(join(work, 'pipeline.yaml'), recipeText(['hello']));
-  const r = await cairn('build', 'pipeline.yaml', '--json');
-  assert.equal(r.status, 0, r.stderr);
-  assert.equal(r.json.lockfile.status, 'created');
+  const r = await build('pipeline.yaml');
+  assert.equal(r.lockfile.status, 'created');
   const lock = JSON.parse(readFileSync(join(work, 'pipeline.lock'), 'utf8'));
   assert.deepEqual(lock.packages.map((p: { name: string }) => p.name), ['base-lite', 'hello', 'libhello', 'linux-image-test', 'mawk']);
-  assert.equal(r.json.downloadedFiles, 5);
+  assert.equal(r.rootfs.downloadedFiles, 5);
   const tree = join(work, 'images/pipeline/1.0.0/rootfs');
   assert.ok(existsSync(join(tree, 'usr/bin/hello')));
   assert.ok(existsSync(join(tree, 'usr/bin/sh')), 'bin/sh is merged into usr');
@@ -96,10 +105,9 @@ test('a first build resolves, writes the lock and assembles the tree', { skip: !
 test('a second build with the lock and a warm cache makes no request at all and gives the same tar', { skip: !root && 'needs root' }, async () => {
   const first = readFileSync(join(work, 'images/pipeline/1.0.0/rootfs.tar'));
   const requestsBefore = server.requests.length;
-  const r = await cairn('build', 'pipeline.yaml', '--json');
-  assert.equal(r.status, 0, r.stderr);
-  assert.equal(r.json.lockfile.status, 'unchanged');
-  assert.equal(r.json.downloadedFiles, 0);
+  const r = await build('pipeline.yaml');
+  assert.equal(r.lockfile.status, 'unchanged');
+  assert.equal(r.rootfs.downloadedFiles, 0);
   assert.deepEqual(server.requests.slice(requestsBefore), []);
   assert.ok(first.equals(readFileSync(join(work, 'images/pipeline/1.0.0/rootfs.tar'))), 'rootfs.tar is byte-identical');
 });
@@ -115,10 +123,9 @@ test('--frozen refuses a lock that no longer matches the recipe, and leaves it a
 });
 
 test('without --frozen a changed recipe refreshes the lock', { skip: !root && 'needs root' }, async () => {
-  const r = await cairn('build', 'pipeline.yaml', '--json');
-  assert.equal(r.status, 0, r.stderr);
-  assert.equal(r.json.lockfile.status, 'refreshed');
-  assert.equal(r.json.downloadedFiles, 1, 'only the new package is downloaded');
+  const r = await build('pipeline.yaml');
+  assert.equal(r.lockfile.status, 'refreshed');
+  assert.equal(r.rootfs.downloadedFiles, 1, 'only the new package is downloaded');
   assert.ok(existsSync(join(work, 'images/pipeline/1.0.0/rootfs/usr/share/extra')));
 });
 

@@ -15,7 +15,7 @@ import { sha256File } from '../../src/hash-file.js';
 import { reassemble } from '../../src/release/chunk-index.js';
 import { ChunkStore } from '../../src/release/chunk-store.js';
 import { DeltaSource, indexLocal } from '../../src/release/delta-plan.js';
-import { readManifest } from '../../src/release/manifest.js';
+import { readManifest } from '../../src/pipeline/manifest.js';
 import { imageFile, RELEASE_IMAGES } from '../../src/release/release-record.js';
 import { patchPath } from '../../src/release/repository-layout.js';
 import { reconstructRelease, releaseIndexes, type Reconstruction } from '../fixtures/delta-reconstruct.js';

@@ -4,9 +4,9 @@
 // the tree's contents, owners and modes. Needs root (owners, mknod, loop devices, dm) and
 // erofs-utils + cryptsetup-bin.
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { chmod, chown, link, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,18 +15,10 @@ import { after, before, test } from 'node:test';
 import { CairnError } from '../../src/errors.js';
 import { buildUsrImage } from '../../src/image/erofs.js';
 import { computeVerity, verifyImage } from '../../src/image/verity.js';
+import { kernelHas, needs as requires } from '../fixtures/requirements.js';
 
 const run = promisify(execFile);
-const isRoot = process.getuid?.() === 0;
-const hasTools = ['mkfs.erofs', 'fsck.erofs', 'veritysetup'].every((tool) => {
-  try {
-    execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-});
-const needs = { skip: !isRoot ? 'needs root' : !hasTools ? 'needs erofs-utils and cryptsetup-bin' : false };
+const needs = requires({ root: true, tools: ['mkfs.erofs', 'fsck.erofs', 'veritysetup'] });
 const EPOCH = 1_720_000_000;
 const B = 4096;
 const UUID = '5e1f0a2b-3c4d-4e5f-8a6b-7c8d9e0f1a2b';
@@ -95,13 +87,7 @@ test('cairn verifies a hash device made by veritysetup with its random salt', ne
 });
 
 // Some build hosts (VMs with minimal kernels) have no device-mapper; the boot test covers dm-verity there.
-const hasDeviceMapper = (() => {
-  try {
-    return /\bdevice-mapper\b/.test(readFileSync('/proc/misc', 'utf8'));
-  } catch {
-    return false;
-  }
-})();
+const hasDeviceMapper = kernelHas({ misc: 'device-mapper' });
 test('the kernel opens cairn\'s tree: data read through dm-verity equals the image', { skip: needs.skip || (!hasDeviceMapper && 'this kernel has no device-mapper') }, async () => {
   const dir = await mkdtemp(join(work, 'dm-'));
   const data = join(dir, 'data');

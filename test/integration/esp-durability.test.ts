@@ -9,13 +9,12 @@ import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { blessEntry, installUki } from '../../src/agent/boot-entries.js';
+import { kernelHas, needs } from '../fixtures/requirements.js';
 
 // The development machine's kernel has no vfat (the QEMU update test covers the ESP there).
-const hasVfat = /\tvfat$/m.test(readFileSync('/proc/filesystems', 'utf8'));
-const skip = process.getuid?.() !== 0 ? 'needs root (loop devices, mount)' : !hasVfat && 'the host kernel has no vfat';
+const skip = needs({ root: 'loop devices, mount' }).skip || (!kernelHas({ filesystem: 'vfat' }) && 'the host kernel has no vfat');
 
 test('an installed and a blessed entry are whole on the FAT image before it is unmounted', { skip }, async () => {
   const work = await mkdtemp(join(tmpdir(), 'cairn-esp-durable-'));

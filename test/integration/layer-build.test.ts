@@ -19,17 +19,10 @@ import { baseRecords } from '../../src/layer/base.js';
 import { LAYER_MOUNT_ROOT, mountLayers } from '../../src/runtime/layers.js';
 import { createTestRepo, serveDir, type TestRepo, type TestServer } from '../fixtures/debian-repo.js';
 import { prngBytes } from '../fixtures/seeded-bytes.js';
+import { needs as requires } from '../fixtures/requirements.js';
 
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
-const hasTools = ['mkfs.erofs', 'veritysetup', 'losetup'].every((tool) => {
-  try {
-    execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-});
-const needs = { skip: process.getuid?.() !== 0 ? 'needs root' : !hasTools ? 'needs erofs-utils, cryptsetup-bin and mount' : false };
+const needs = requires({ root: true, tools: ['mkfs.erofs', 'veritysetup', 'losetup'] });
 
 let repo: TestRepo;
 let server: TestServer;

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { NATIVE } from '../../src/install.js';
+import { hasTool, isRoot, kernelHas, needs } from '../fixtures/requirements.js';
 
 const REPO = join(import.meta.dirname, '../../..');
 const INIT = NATIVE.init();
@@ -18,13 +19,8 @@ const USR_TYPE = '8484680c-9521-48c6-9c11-b0720656f69e';
 const VERITY_TYPE = '77ff5f63-e7b6-4633-acf4-1565b864c0e6';
 const ROOT_TYPE = '4f68bce3-e8cd-4db1-96e7-fbcaf984b709';
 
-const isRoot = process.getuid?.() === 0;
-const hasTool = (tool: string) => spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
-const needs = (...tools: string[]) => {
-  const missing = tools.filter((t) => !hasTool(t));
-  return { skip: missing.length ? `needs ${missing.join(', ')}` : false };
-};
-const needsRoot = (...tools: string[]) => (isRoot ? needs(...tools) : { skip: 'needs root' });
+const needsTools = (...tools: string[]) => needs({ tools });
+const needsRoot = (...tools: string[]) => needs({ root: true, tools });
 
 let work: string;
 before(async () => {
@@ -92,7 +88,7 @@ test('command line: bad values are refused naming the parameter', () => {
   }
 });
 
-test('GPT: reads what sgdisk writes, falls back to the backup table, refuses garbage', needs('sgdisk'), async () => {
+test('GPT: reads what sgdisk writes, falls back to the backup table, refuses garbage', needsTools('sgdisk'), async () => {
   const hash = sha('gpt test');
   const img = join(work, 'gpt.img');
   await writeFile(img, Buffer.alloc(0));
@@ -138,7 +134,7 @@ async function verityFormat(name: string, sizeBlocks: number, salt: string) {
   return { data, hash, rootHash };
 }
 
-test('verity superblock: parsed from veritysetup format, garbage refused', needs('veritysetup'), async () => {
+test('verity superblock: parsed from veritysetup format, garbage refused', needsTools('veritysetup'), async () => {
   const salt = sha('salt');
   const v = await verityFormat('sb', 300, salt);
   const r = selftest('--selftest-verity-sb', v.hash);
@@ -168,7 +164,7 @@ async function withLoops<T>(files: string[], fn: (devs: string[]) => T): Promise
   }
 }
 
-const hasDeviceMapper = existsSync('/proc/misc') && readFileSync('/proc/misc', 'utf8').includes('device-mapper');
+const hasDeviceMapper = kernelHas({ misc: 'device-mapper' });
 const dmTest = hasDeviceMapper ? needsRoot('veritysetup', 'losetup', 'dmsetup') : { skip: 'the host kernel has no device-mapper (/proc/misc)' };
 
 test('device-mapper: the init opens verity through the ioctls, and tampering reads as EIO', dmTest, async () => {

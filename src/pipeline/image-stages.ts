@@ -12,6 +12,7 @@ import { buildUki } from '../image/uki.js';
 import { computeVerity, usrHashArgument, type VerityResult } from '../image/verity.js';
 import { NATIVE } from '../install.js';
 import type { Recipe } from '../recipe/types.js';
+import type { BuildContext } from './context.js';
 
 export interface UsrArtifacts {
   usr: string;
@@ -19,7 +20,7 @@ export interface UsrArtifacts {
   verity: VerityResult;
 }
 
-export async function buildUsr(recipe: Recipe, rootfs: string, outDir: string, sourceDateEpoch: number): Promise<UsrArtifacts> {
+export async function buildUsr({ recipe, outDir, sourceDateEpoch }: BuildContext, rootfs: string): Promise<UsrArtifacts> {
   const usr = join(outDir, 'usr.erofs');
   const usrVerity = join(outDir, 'usr.verity');
   await buildUsrImage({ rootfs, output: usr, sourceDateEpoch, compression: recipe.disk.usrCompression });
@@ -58,7 +59,7 @@ export interface BootArtifacts {
   modules: string[];
 }
 
-export async function buildBoot(recipe: Recipe, rootfs: string, outDir: string, rootHash: string, sourceDateEpoch: number): Promise<BootArtifacts> {
+export async function buildBoot({ recipe, outDir, sourceDateEpoch }: BuildContext, rootfs: string, rootHash: string): Promise<BootArtifacts> {
   const kernelVersion = await kernelVersionOf(rootfs);
   const { stub } = efiStub(rootfs, recipe.base.architecture);
   await readFile(stub).catch(() => {
@@ -85,7 +86,7 @@ export async function buildBoot(recipe: Recipe, rootfs: string, outDir: string, 
   }
 }
 
-export async function buildDiskImage(recipe: Recipe, rootfs: string, outDir: string, usr: UsrArtifacts, boot: BootArtifacts, sourceDateEpoch: number): Promise<string> {
+export async function buildDiskImage({ recipe, outDir, sourceDateEpoch }: BuildContext, rootfs: string, usr: UsrArtifacts, boot: BootArtifacts): Promise<string> {
   const { systemdBoot } = efiStub(rootfs, recipe.base.architecture);
   const work = await mkdtemp(join(outDir, '.disk-'));
   try {

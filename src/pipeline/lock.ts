@@ -7,6 +7,7 @@ import { resolve } from '../debian/resolver.js';
 import { compareVersions } from '../debian/version.js';
 import { CairnError } from '../errors.js';
 import type { Recipe } from '../recipe/types.js';
+import { lockedPackage } from '../debian/package-downloads.js';
 
 export type LockStatus = 'unchanged' | 'created' | 'refreshed';
 
@@ -53,14 +54,7 @@ export async function resolveLock(recipe: Recipe, options: LockOptions): Promise
     inputs: resolutionInputs(recipe),
     origin: { ...archive!.origin, components: base.components, architecture: base.architecture },
     ...(extras.length > 0 ? { extraOrigins: extras.map(({ origin: { suite, inReleaseSha256, date } }) => ({ suite, inReleaseSha256, date })) } : {}),
-    packages: result.packages.map(({ record }) => ({
-      name: record.name,
-      version: record.version,
-      architecture: record.architecture,
-      size: record.size,
-      sha256: record.sha256,
-      filename: record.filename,
-    })),
+    packages: result.packages.map(({ record }) => lockedPackage(record)),
   };
 }
 
