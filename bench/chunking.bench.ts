@@ -24,7 +24,12 @@ const RUNS = 3;
 const log = (line: string): void => void process.stderr.write(`bench: ${line}\n`);
 
 const isBuild = (dir: string | undefined): Promise<boolean> =>
-  dir === undefined ? Promise.resolve(false) : stat(join(dir, 'manifest.json')).then((s) => s.isFile(), () => false);
+  dir === undefined
+    ? Promise.resolve(false)
+    : stat(join(dir, 'manifest.json')).then(
+        (s) => s.isFile(),
+        () => false,
+      );
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -68,12 +73,18 @@ try {
   rows.push(['sha256sum (floor)', await measure(() => run('sha256sum', [image]))]);
   rows.push(['SHA-256 in node (sha256File, OpenSSL)', await measure(() => sha256File(image))]);
   let chunks = 0;
-  rows.push(['cairn chunker (cut + SHA-256)', await measure(async () => {
-    chunks = 0;
-    for await (const _ of chunkFile(image)) chunks++;
-  })]);
+  rows.push([
+    'cairn chunker (cut + SHA-256)',
+    await measure(async () => {
+      chunks = 0;
+      for await (const _ of chunkFile(image)) chunks++;
+    }),
+  ]);
   rows.push(['cairn chunk index, empty store (+ brotli-5, files)', await measure((i) => buildChunkIndex(image, new ChunkStore(scratch(i))), clear)]);
-  rows.push(['casync make, empty store (+ zstd, files)', await measure((i) => run('casync', ['make', `--store=${scratch(i)}`, join(work, `${i}.caibx`), image]), clear)]);
+  rows.push([
+    'casync make, empty store (+ zstd, files)',
+    await measure((i) => run('casync', ['make', `--store=${scratch(i)}`, join(work, `${i}.caibx`), image]), clear),
+  ]);
   rows.push(['casync make, store already full', await measure((i) => run('casync', ['make', `--store=${scratch(i)}`, join(work, `${i}.caibx`), image]))]);
   for (let i = 0; i < RUNS; i++) await clear(i);
 
@@ -115,12 +126,17 @@ try {
   out.push('');
   out.push('| cairn publish (usr.erofs, usr.verity, UKI) | seconds | MB/s | compressed bytes added to the store |');
   out.push('|---|---:|---:|---:|');
-  for (const [name, build, times, bytes] of [['first, empty repository', builds[0], firsts, added.first], ['second, next release', builds[1], seconds, added.second]] as const) {
+  for (const [name, build, times, bytes] of [
+    ['first, empty repository', builds[0], firsts, added.first],
+    ['second, next release', builds[1], seconds, added.second],
+  ] as const) {
     const s = median(times);
     out.push(`| ${name} | ${s.toFixed(1)} | ${mb(await imagesBytes(build), s)} | ${(bytes / 1048576).toFixed(1)} MiB |`);
   }
   const diskBytes = (await readManifest(builds[1])).manifest.artifacts['disk.raw']?.size ?? 0;
-  out.push(`| the same build again (a no-op: checks every artifact against the manifest, disk.raw ${(diskBytes / 2 ** 30).toFixed(1)} GiB included) | ${median(checks).toFixed(1)} | | 0 |`);
+  out.push(
+    `| the same build again (a no-op: checks every artifact against the manifest, disk.raw ${(diskBytes / 2 ** 30).toFixed(1)} GiB included) | ${median(checks).toFixed(1)} | | 0 |`,
+  );
   process.stdout.write(out.join('\n') + '\n');
 } finally {
   await rm(work, { recursive: true, force: true });

@@ -35,7 +35,13 @@ const log = (line: string): void => void process.stderr.write(`bench: ${line}\n`
 
 async function onPath(tool: string): Promise<boolean> {
   for (const dir of (process.env.PATH ?? '').split(':')) {
-    if (await access(join(dir, tool), constants.X_OK).then(() => true, () => false)) return true;
+    if (
+      await access(join(dir, tool), constants.X_OK).then(
+        () => true,
+        () => false,
+      )
+    )
+      return true;
   }
   return false;
 }
@@ -98,7 +104,10 @@ async function changedFiles(oldRoot: string, newRoot: string): Promise<{ changed
   for (const [path, e] of b) {
     const o = a.get(path);
     const same =
-      o !== undefined && o.type === e.type && o.size === e.size && o.link === e.link &&
+      o !== undefined &&
+      o.type === e.type &&
+      o.size === e.size &&
+      o.link === e.link &&
       (e.type !== 'file' || (await sameFile(join(oldRoot, path), join(newRoot, path))));
     if (!same) {
       changed.push(path);
@@ -109,10 +118,18 @@ async function changedFiles(oldRoot: string, newRoot: string): Promise<{ changed
 }
 
 /** What cairn would download for the new images with other chunking parameters (a scratch store gives the compressed sizes). */
-async function downloadWith(params: ChunkParams, oldFiles: string[], newFiles: string[], scratch: string): Promise<{ download: number; full: number; chunks: number }> {
+async function downloadWith(
+  params: ChunkParams,
+  oldFiles: string[],
+  newFiles: string[],
+  scratch: string,
+): Promise<{ download: number; full: number; chunks: number }> {
   const store = new ChunkStore(scratch);
   try {
-    const have = await indexLocal(oldFiles.map((path) => ({ path })), params);
+    const have = await indexLocal(
+      oldFiles.map((path) => ({ path })),
+      params,
+    );
     let download = 0;
     let full = 0;
     let chunks = 0;
@@ -136,13 +153,19 @@ const MAX_PATCH_REFERENCE = 16 << 20;
  * chunks against the old image's bytes between the run's unchanged neighbours (zstd -19
  * --patch-from): a host has those bytes, and a run differs from them by what really changed.
  */
-async function runPatches(oldIndex: ChunkIndex, newIndex: ChunkIndex, oldFile: string, newFile: string, scratch: string): Promise<{ bytes: number; runs: number; alone: number }> {
+async function runPatches(
+  oldIndex: ChunkIndex,
+  newIndex: ChunkIndex,
+  oldFile: string,
+  newFile: string,
+  scratch: string,
+): Promise<{ bytes: number; runs: number; alone: number }> {
   const old = new Map(oldIndex.chunks.map((c) => [c.sha256, c]));
   const chunks = newIndex.chunks;
   let bytes = 0;
   let runs = 0;
   let alone = 0;
-  for (let i = 0; i < chunks.length; ) {
+  for (let i = 0; i < chunks.length;) {
     if (old.has(chunks[i]!.sha256)) {
       i++;
       continue;
@@ -201,7 +224,20 @@ try {
     const p = plan.images.find((x: { image: string }) => x.image === i.file);
     // The verity tree is computed on the host (what the agent does): nothing downloaded.
     const cairn = p.computedOnHost ? 0 : (p.downloadBytes as number);
-    return { ...i, size: p.imageBytes as number, cairn, full: p.fullBytes as number, chunks: p.chunks as number, downloadChunks: p.downloadChunks as number, patchedChunks: p.patchedChunks as number, patchBytes: p.patchBytes as number, computed: p.computedOnHost as boolean, casync: 0, zstd: 0, xdelta3: 0 };
+    return {
+      ...i,
+      size: p.imageBytes as number,
+      cairn,
+      full: p.fullBytes as number,
+      chunks: p.chunks as number,
+      downloadChunks: p.downloadChunks as number,
+      patchedChunks: p.patchedChunks as number,
+      patchBytes: p.patchBytes as number,
+      computed: p.computedOnHost as boolean,
+      casync: 0,
+      zstd: 0,
+      xdelta3: 0,
+    };
   });
 
   log('host side: rebuilding release 2 from release 1 and the downloaded chunks');
@@ -209,7 +245,8 @@ try {
     reconstructRelease({ repoDir: repo, releaseDir, publicKey: join(dirname(releases.signKey), 'release.pub.asc'), oldFiles, outDir: join(work, 'host') }),
   );
   for (const r of rebuilt.images) await mustMatch(r.path, join(releases.new.build, r.image), 'cairn reconstruction');
-  if (rebuilt.copiedBytes !== plan.total.downloadBytes) throw new Error(`copied ${rebuilt.copiedBytes} bytes of chunks, the plan said ${plan.total.downloadBytes}`);
+  if (rebuilt.copiedBytes !== plan.total.downloadBytes)
+    throw new Error(`copied ${rebuilt.copiedBytes} bytes of chunks, the plan said ${plan.total.downloadBytes}`);
 
   // casync: a store of the new images, served on loopback; extract counts the chunk bytes sent.
   // (runToolBytes is asynchronous, so the server in this process keeps answering meanwhile.)
@@ -231,7 +268,9 @@ try {
       caibxBytes += await size(caibx);
       served = 0;
       const out = join(casyncDir, `${n}.out`);
-      casyncExtract += (await timed(() => runToolBytes('casync', ['extract', `--store=${server.url}/store/`, ...oldFiles.map((f) => `--seed=${f}`), caibx, out])))[1];
+      casyncExtract += (
+        await timed(() => runToolBytes('casync', ['extract', `--store=${server.url}/store/`, ...oldFiles.map((f) => `--seed=${f}`), caibx, out]))
+      )[1];
       rows[n]!.casync = served;
       await mustMatch(out, i.new, 'casync extract');
     }
@@ -307,18 +346,28 @@ try {
   const out: string[] = [];
   const w = (line = ''): number => out.push(line);
   w(`recipe ${recipeFile}: ${m1.version} → ${m2.version}, ${new Date().toISOString()}`);
-  w(`release 2 changes: ${releases.changed.map((p) => `${p.name} ${p.from?.version ?? '(new)'} → ${p.to?.version ?? '(removed)'}`).join(', ')}; version ${m1.version} → ${m2.version}`);
+  w(
+    `release 2 changes: ${releases.changed.map((p) => `${p.name} ${p.from?.version ?? '(new)'} → ${p.to?.version ?? '(removed)'}`).join(', ')}; version ${m1.version} → ${m2.version}`,
+  );
   w();
   w('| image | size | cairn delta | full compressed (all chunks) | casync extract --seed | zstd -19 --long --patch-from | xdelta3 -9 |');
   w('|---|---:|---:|---:|---:|---:|---:|');
   for (const r of rows) {
-    const how = r.computed ? 'computed on the host' : `${r.downloadChunks} chunks + ${r.patchedChunks} chunks from patches of ${human(r.patchBytes)}, of ${r.chunks}`;
-    w(`| ${r.label} | ${human(r.size)} | ${human(r.cairn)} (${how}) | ${vs(r.full, r.cairn)} | ${vs(r.casync, r.cairn)} | ${vs(r.zstd, r.cairn)} | ${vs(r.xdelta3, r.cairn)} |`);
+    const how = r.computed
+      ? 'computed on the host'
+      : `${r.downloadChunks} chunks + ${r.patchedChunks} chunks from patches of ${human(r.patchBytes)}, of ${r.chunks}`;
+    w(
+      `| ${r.label} | ${human(r.size)} | ${human(r.cairn)} (${how}) | ${vs(r.full, r.cairn)} | ${vs(r.casync, r.cairn)} | ${vs(r.zstd, r.cairn)} | ${vs(r.xdelta3, r.cairn)} |`,
+    );
   }
-  w(`| **total** | ${human(total('size'))} | **${human(c)}** | ${vs(total('full'), c)} | ${vs(total('casync'), c)} | ${vs(total('zstd'), c)} | ${vs(total('xdelta3'), c)} |`);
+  w(
+    `| **total** | ${human(total('size'))} | **${human(c)}** | ${vs(total('full'), c)} | ${vs(total('casync'), c)} | ${vs(total('zstd'), c)} | ${vs(total('xdelta3'), c)} |`,
+  );
   w(`| + indexes | | ${human(cairnIndexes)} (chunk indexes and patch sets, Brotli) | | ${human(caibxBytes)} (.caibx) | – | – |`);
   w();
-  w(`goal: ${diff.changed.length} files new or changed in /usr (${diff.removed} removed), ${human(diff.rawBytes)} raw, ${human(goal)} as a zstd -19 tar: cairn downloads ${(c / goal).toFixed(1)}x that`);
+  w(
+    `goal: ${diff.changed.length} files new or changed in /usr (${diff.removed} removed), ${human(diff.rawBytes)} raw, ${human(goal)} as a zstd -19 tar: cairn downloads ${(c / goal).toFixed(1)}x that`,
+  );
   w(`      the upgraded .debs: ${human(debBytes)}: cairn downloads ${(c / debBytes).toFixed(1)}x that`);
   const verityRow = rows.find((r) => r.key === 'verity')!;
   const verityChunks = plan.images.find((x: { image: string }) => x.image === verityRow.file).downloadBytes as number;
@@ -331,7 +380,9 @@ try {
   w(`| zstd (-19 --patch-from / -d) | ${zstdMake.toFixed(1)} | ${zstdApply.toFixed(1)} |`);
   w(`| xdelta3 (-e -9 / -d) | ${xdeltaMake.toFixed(1)} | ${xdeltaApply.toFixed(1)} |`);
   w();
-  w(`reconstruction: release 2 rebuilt from release 1 + ${rebuilt.copiedChunks} chunks and ${rebuilt.copiedPatches} patches (${human(rebuilt.copiedBytes)}) copied out of the repository, the verity tree computed: ${rebuilt.images.map((r) => r.image).join(', ')} byte-identical (SHA-256) to the published images`);
+  w(
+    `reconstruction: release 2 rebuilt from release 1 + ${rebuilt.copiedChunks} chunks and ${rebuilt.copiedPatches} patches (${human(rebuilt.copiedBytes)}) copied out of the repository, the verity tree computed: ${rebuilt.images.map((r) => r.image).join(', ')} byte-identical (SHA-256) to the published images`,
+  );
   w();
   w('chunks alone, without patches, at other chunk sizes (same chunker, min = avg/4, max = 4 avg; 64 KiB is the default)');
   w('| avg chunk | chunks (3 images) | chunk delta, against cairn with patches | full compressed |');
@@ -343,7 +394,9 @@ try {
     const p = patches.get(i.key)!;
     w(`  ${i.label}: ${human(p.bytes)} for ${p.runs} runs (${p.alone} compressed alone: old range out of order or over ${MAX_PATCH_REFERENCE >> 20} MiB)`);
   }
-  w(`  without the verity tree: ${vs(patchedNoVerity, c)}, ${(patchedNoVerity / goal).toFixed(1)}x the goal (zstd is not in Node 20: hosts could not apply these)`);
+  w(
+    `  without the verity tree: ${vs(patchedNoVerity, c)}, ${(patchedNoVerity / goal).toFixed(1)}x the goal (zstd is not in Node 20: hosts could not apply these)`,
+  );
   process.stdout.write(out.join('\n') + '\n');
 } finally {
   await rm(work, { recursive: true, force: true });

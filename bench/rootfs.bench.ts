@@ -51,14 +51,23 @@ try {
     await symlink(fetched.paths.get(p.sha256)!, join(debs, `${p.name}_${p.version.replace(':', '%3a')}_${p.architecture}.deb`));
   }
   start = process.hrtime.bigint();
-  execFileSync('mmdebstrap', [
-    '--quiet', '--mode=root', '--variant=custom', `--architectures=${lock.origin.architecture}`,
-    `--include=${lock.packages.map((p) => `${p.name}=${p.version}`).join(',')}`,
-    `--keyring=${recipe.base.keyring}`,
-    '--aptopt=APT::Install-Recommends "false"',
-    `--setup-hook=mkdir -p "$1/var/cache/apt/archives" && cp -L ${debs}/*.deb "$1/var/cache/apt/archives/"`,
-    lock.origin.suite, join(work, 'mmdebstrap'), lock.origin.mirror,
-  ], { stdio: ['ignore', 'ignore', 'inherit'] });
+  execFileSync(
+    'mmdebstrap',
+    [
+      '--quiet',
+      '--mode=root',
+      '--variant=custom',
+      `--architectures=${lock.origin.architecture}`,
+      `--include=${lock.packages.map((p) => `${p.name}=${p.version}`).join(',')}`,
+      `--keyring=${recipe.base.keyring}`,
+      '--aptopt=APT::Install-Recommends "false"',
+      `--setup-hook=mkdir -p "$1/var/cache/apt/archives" && cp -L ${debs}/*.deb "$1/var/cache/apt/archives/"`,
+      lock.origin.suite,
+      join(work, 'mmdebstrap'),
+      lock.origin.mirror,
+    ],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  );
   const mmdebstrapSeconds = seconds(start);
 
   const cairnSeconds = resolveSeconds + assembleSeconds;

@@ -39,16 +39,22 @@ async function filesIn(rel: string, deep: boolean): Promise<string[]> {
   for (const entry of await readdir(join(usr, rel), { withFileTypes: true }).catch(() => [])) {
     const path = `${rel}/${entry.name}`;
     if (entry.isFile()) found.push(path);
-    else if (deep && entry.isDirectory()) found.push(...await filesIn(path, deep));
+    else if (deep && entry.isDirectory()) found.push(...(await filesIn(path, deep)));
   }
   return found.sort();
 }
 
 // What starting programs reads: the executables and the shared libraries beside libc.
 const multiarch = (await readdir(join(usr, 'lib'))).find((name) => /-linux-gnu$/.test(name));
-const readSet = [...await filesIn('bin', true), ...await filesIn('sbin', true), ...(multiarch ? await filesIn(`lib/${multiarch}`, false) : [])];
+const readSet = [...(await filesIn('bin', true)), ...(await filesIn('sbin', true)), ...(multiarch ? await filesIn(`lib/${multiarch}`, false) : [])];
 const du = (path: string) => Number(execFileSync('du', ['-s', '-B1', '-x', path], { encoding: 'utf8' }).split('\t')[0]);
-const readSetBytes = Number(execFileSync('du', ['-c', '-b', ...readSet.map((f) => join(usr, f))], { encoding: 'utf8' }).trim().split('\n').at(-1)!.split('\t')[0]);
+const readSetBytes = Number(
+  execFileSync('du', ['-c', '-b', ...readSet.map((f) => join(usr, f))], { encoding: 'utf8' })
+    .trim()
+    .split('\n')
+    .at(-1)!
+    .split('\t')[0],
+);
 
 function meminfo(field: string): number {
   return Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync('/proc/meminfo', 'utf8'))![1]) * 1024;
@@ -157,7 +163,14 @@ async function measure(side: Side, work: string): Promise<Result> {
     await exited;
   }
   execFileSync('sync');
-  return { prepareSeconds, startSeconds, writtenBytes: writeBytes() - written, diskBytes: du(join(work, side.name.replace(/\W+/g, '-'))), cachedBytes, residentBytes };
+  return {
+    prepareSeconds,
+    startSeconds,
+    writtenBytes: writeBytes() - written,
+    diskBytes: du(join(work, side.name.replace(/\W+/g, '-'))),
+    cachedBytes,
+    residentBytes,
+  };
 }
 
 function bytes(n: number): string {
@@ -186,7 +199,9 @@ try {
     ['page cache (Cached)', bytes(a.cachedBytes), bytes(b.cachedBytes), ratio(b.cachedBytes, a.cachedBytes)],
     ['read files resident', bytes(a.residentBytes), bytes(b.residentBytes), ratio(b.residentBytes, a.residentBytes)],
   ];
-  process.stdout.write(`${count} containers, ${recipeFile}: rootfs.tar ${bytes(du(rootfsTar))}, each reads ${readSet.length} files (${bytes(readSetBytes)}) from /usr; ${new Date().toISOString()}\n`);
+  process.stdout.write(
+    `${count} containers, ${recipeFile}: rootfs.tar ${bytes(du(rootfsTar))}, each reads ${readSet.length} files (${bytes(readSetBytes)}) from /usr; ${new Date().toISOString()}\n`,
+  );
   for (const row of rows) process.stdout.write(`${row[0].padEnd(22)} ${row[1].padStart(12)} ${row[2].padStart(12)} ${row[3].padStart(14)}\n`);
   process.stdout.write('Cached is machine-wide (other processes add noise); fincore counts only the files the containers read.\n');
 } finally {

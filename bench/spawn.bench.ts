@@ -19,8 +19,32 @@ import { encodeSpec } from '../src/runtime/spec.js';
 const RUNS = Number(process.argv[2] ?? 30);
 const WARMUP = 3;
 const REPO = join(import.meta.dirname, '../..');
-const CAPS = ['CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FOWNER', 'CAP_FSETID', 'CAP_KILL', 'CAP_NET_BIND_SERVICE', 'CAP_SETFCAP', 'CAP_SETGID', 'CAP_SETPCAP', 'CAP_SETUID', 'CAP_SYS_CHROOT'];
-const MASKED = ['/proc/acpi', '/proc/asound', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list', '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/sys/firmware', '/sys/devices/virtual/powercap'];
+const CAPS = [
+  'CAP_CHOWN',
+  'CAP_DAC_OVERRIDE',
+  'CAP_FOWNER',
+  'CAP_FSETID',
+  'CAP_KILL',
+  'CAP_NET_BIND_SERVICE',
+  'CAP_SETFCAP',
+  'CAP_SETGID',
+  'CAP_SETPCAP',
+  'CAP_SETUID',
+  'CAP_SYS_CHROOT',
+];
+const MASKED = [
+  '/proc/acpi',
+  '/proc/asound',
+  '/proc/kcore',
+  '/proc/keys',
+  '/proc/latency_stats',
+  '/proc/timer_list',
+  '/proc/timer_stats',
+  '/proc/sched_debug',
+  '/proc/scsi',
+  '/sys/firmware',
+  '/sys/devices/virtual/powercap',
+];
 const READ_ONLY = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
 
 interface Tool {
@@ -51,7 +75,12 @@ async function ociBundle(dir: string, cgroupsPath?: string): Promise<string> {
   const config = {
     ociVersion: '1.0.2',
     process: {
-      terminal: false, user: { uid: 0, gid: 0 }, args: ['/bin/true'], env: ['PATH=/usr/bin:/bin'], cwd: '/', noNewPrivileges: true,
+      terminal: false,
+      user: { uid: 0, gid: 0 },
+      args: ['/bin/true'],
+      env: ['PATH=/usr/bin:/bin'],
+      cwd: '/',
+      noNewPrivileges: true,
       capabilities: { bounding: CAPS, effective: CAPS, permitted: CAPS },
     },
     root: { path: 'rootfs', readonly: true },
@@ -70,7 +99,12 @@ async function ociBundle(dir: string, cgroupsPath?: string): Promise<string> {
       namespaces: ['pid', 'network', 'ipc', 'uts', 'mount', 'cgroup'].map((type) => ({ type })),
       maskedPaths: MASKED,
       readonlyPaths: READ_ONLY,
-      seccomp: { defaultAction: 'SCMP_ACT_ERRNO', defaultErrnoRet: 1, architectures: ['SCMP_ARCH_X86_64'], syscalls: [{ names: await allowedSyscalls(), action: 'SCMP_ACT_ALLOW' }] },
+      seccomp: {
+        defaultAction: 'SCMP_ACT_ERRNO',
+        defaultErrnoRet: 1,
+        architectures: ['SCMP_ARCH_X86_64'],
+        syscalls: [{ names: await allowedSyscalls(), action: 'SCMP_ACT_ALLOW' }],
+      },
       ...(cgroupsPath ? { cgroupsPath } : {}),
     },
   };
@@ -90,8 +124,11 @@ if (process.getuid?.() !== 0) {
 
 const hybrid = existsSync('/sys/fs/cgroup/unified/cgroup.controllers');
 if (hybrid && process.env.CAIRN_BENCH_CGROUP2 !== '1' && has('unshare')) {
-  const r = spawnSync('unshare', ['-m', '--propagation', 'private', 'sh', '-c', 'mount -t cgroup2 none /sys/fs/cgroup && exec "$@"', 'sh', process.execPath, ...process.argv.slice(1)],
-    { stdio: 'inherit', env: { ...process.env, CAIRN_BENCH_CGROUP2: '1' } });
+  const r = spawnSync(
+    'unshare',
+    ['-m', '--propagation', 'private', 'sh', '-c', 'mount -t cgroup2 none /sys/fs/cgroup && exec "$@"', 'sh', process.execPath, ...process.argv.slice(1)],
+    { stdio: 'inherit', env: { ...process.env, CAIRN_BENCH_CGROUP2: '1' } },
+  );
   process.exit(r.status ?? 1);
 }
 
@@ -106,18 +143,36 @@ try {
   await mkdir(helperRoot);
   const specFile = join(work, 'true.spec');
   // what `cairn run -- /bin/true` gives the helper, minus the data binds and /etc files
-  await writeFile(specFile, encodeSpec({
-    name: 'bench', hostname: 'bench', rootDir: helperRoot, root: { usr: '/usr', layers: [] }, args: ['/bin/true'],
-    env: ['PATH=/usr/bin:/bin'], cwd: '/', user: { uid: 0, gid: 0, groups: [] }, net: 'private',
-    binds: [], tmpfs: [], files: [], symlinks: [], limits: {}, tty: false,
-  }));
+  await writeFile(
+    specFile,
+    encodeSpec({
+      name: 'bench',
+      hostname: 'bench',
+      rootDir: helperRoot,
+      root: { usr: '/usr', layers: [] },
+      args: ['/bin/true'],
+      env: ['PATH=/usr/bin:/bin'],
+      cwd: '/',
+      user: { uid: 0, gid: 0, groups: [] },
+      net: 'private',
+      binds: [],
+      tmpfs: [],
+      files: [],
+      symlinks: [],
+      limits: {},
+      tty: false,
+    }),
+  );
   const helper = spawnHelperPath();
   const crunRoot = await ociBundle(join(work, 'crun'));
   await ociBundle(join(work, 'runc'), 'cairn-spawn-bench-runc'); // relative: beneath runc's own cgroup
   const cli = join(REPO, 'dist/src/cli/main.js');
   // the same command with only `run` loaded: what the CLI costs once commands load lazily
   const runOnly = join(work, 'run-only.mjs');
-  await writeFile(runOnly, `import yargs from ${JSON.stringify(join(REPO, 'node_modules/yargs/index.mjs'))};\nimport run from ${JSON.stringify(join(REPO, 'dist/src/cli/run.js'))};\nawait yargs(process.argv.slice(2)).command(run).parseAsync();\n`);
+  await writeFile(
+    runOnly,
+    `import yargs from ${JSON.stringify(join(REPO, 'node_modules/yargs/index.mjs'))};\nimport run from ${JSON.stringify(join(REPO, 'dist/src/cli/run.js'))};\nawait yargs(process.argv.slice(2)).command(run).parseAsync();\n`,
+  );
   const bwrapCaps = CAPS.flatMap((c) => ['--cap-add', c]);
 
   const tools: Tool[] = [
@@ -127,8 +182,17 @@ try {
       name: 'cairn run (library)', // the CLI's work without Node's start-up and module loading
       run: async () => {
         const started = await startContainer({
-          root: { layers: [] }, command: ['/bin/true'], env: [], user: { uid: 0, gid: 0 }, limits: {}, net: 'private', binds: [],
-          detach: false, tty: false, remove: true, userns: false,
+          root: { layers: [] },
+          command: ['/bin/true'],
+          env: [],
+          user: { uid: 0, gid: 0 },
+          limits: {},
+          net: 'private',
+          binds: [],
+          detach: false,
+          tty: false,
+          remove: true,
+          userns: false,
         });
         const exit = await waitForeground(started, true);
         return exit.code === 0 ? null : `exit ${exit.code}`;
@@ -137,22 +201,76 @@ try {
     { name: 'cairn run (CLI)', run: () => command(process.execPath, [cli, 'run', '--', '/bin/true'], env) },
     { name: 'cairn run (CLI, run only)', run: () => command(process.execPath, [runOnly, 'run', '--', '/bin/true'], env) },
   ];
-  if (has('crun')) tools.push({ name: 'crun run', run: (i) => command('crun', ['--cgroup-manager=disabled', '--root', join(work, 'crun-state'), 'run', '--bundle', join(work, 'crun'), `b${i}`]) });
-  if (has('runc')) tools.push({ name: 'runc run', run: (i) => command('runc', ['--root', join(work, 'runc-state'), 'run', '--bundle', join(work, 'runc'), `b${i}`]) });
+  if (has('crun'))
+    tools.push({
+      name: 'crun run',
+      run: (i) => command('crun', ['--cgroup-manager=disabled', '--root', join(work, 'crun-state'), 'run', '--bundle', join(work, 'crun'), `b${i}`]),
+    });
+  if (has('runc'))
+    tools.push({ name: 'runc run', run: (i) => command('runc', ['--root', join(work, 'runc-state'), 'run', '--bundle', join(work, 'runc'), `b${i}`]) });
   if (has('bwrap')) {
     tools.push({
       name: 'bwrap',
-      run: () => command('bwrap', ['--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-net', '--unshare-cgroup', '--ro-bind', '/usr', '/usr',
-        '--symlink', 'usr/bin', '/bin', '--symlink', 'usr/sbin', '/sbin', '--symlink', 'usr/lib', '/lib', '--symlink', 'usr/lib64', '/lib64',
-        '--proc', '/proc', '--dev', '/dev', '--ro-bind', '/sys', '/sys', '--tmpfs', '/tmp', '--tmpfs', '/run', '--cap-drop', 'ALL', ...bwrapCaps, '/bin/true']),
+      run: () =>
+        command('bwrap', [
+          '--unshare-pid',
+          '--unshare-ipc',
+          '--unshare-uts',
+          '--unshare-net',
+          '--unshare-cgroup',
+          '--ro-bind',
+          '/usr',
+          '/usr',
+          '--symlink',
+          'usr/bin',
+          '/bin',
+          '--symlink',
+          'usr/sbin',
+          '/sbin',
+          '--symlink',
+          'usr/lib',
+          '/lib',
+          '--symlink',
+          'usr/lib64',
+          '/lib64',
+          '--proc',
+          '/proc',
+          '--dev',
+          '/dev',
+          '--ro-bind',
+          '/sys',
+          '/sys',
+          '--tmpfs',
+          '/tmp',
+          '--tmpfs',
+          '/run',
+          '--cap-drop',
+          'ALL',
+          ...bwrapCaps,
+          '/bin/true',
+        ]),
     });
   }
   if (has('systemd-nspawn')) {
-    tools.push({ name: 'systemd-nspawn', run: () => command('systemd-nspawn', ['--quiet', '--register=no', '--keep-unit', '-D', crunRoot, '--bind-ro=/usr', '/bin/true']) });
+    tools.push({
+      name: 'systemd-nspawn',
+      run: () => command('systemd-nspawn', ['--quiet', '--register=no', '--keep-unit', '-D', crunRoot, '--bind-ro=/usr', '/bin/true']),
+    });
   }
   if (has('podman')) {
-    const podman = ['--root', join(work, 'podman'), '--runroot', join(work, 'podman-run'), '--storage-driver=vfs', '--cgroup-manager=cgroupfs', '--events-backend=none'];
-    tools.push({ name: 'podman run', run: () => command('podman', [...podman, 'run', '--rm', '--cgroups=disabled', '--network=none', '--rootfs', crunRoot, '-v', '/usr:/usr:ro', '/bin/true']) });
+    const podman = [
+      '--root',
+      join(work, 'podman'),
+      '--runroot',
+      join(work, 'podman-run'),
+      '--storage-driver=vfs',
+      '--cgroup-manager=cgroupfs',
+      '--events-backend=none',
+    ];
+    tools.push({
+      name: 'podman run',
+      run: () => command('podman', [...podman, 'run', '--rm', '--cgroups=disabled', '--network=none', '--rootfs', crunRoot, '-v', '/usr:/usr:ro', '/bin/true']),
+    });
   }
 
   const times = new Map<string, number[]>(tools.map((t) => [t.name, []]));
@@ -172,7 +290,8 @@ try {
 
   const base = median(times.get('cairn helper alone')!);
   process.stdout.write(`/bin/true in a container, median of ${RUNS} runs after ${WARMUP} warm-up, ${new Date().toISOString()}\n`);
-  if (process.env.CAIRN_BENCH_CGROUP2 === '1') process.stdout.write('(hybrid cgroup host: all tools ran in a mount namespace with /sys/fs/cgroup = the cgroup2 hierarchy)\n');
+  if (process.env.CAIRN_BENCH_CGROUP2 === '1')
+    process.stdout.write('(hybrid cgroup host: all tools ran in a mount namespace with /sys/fs/cgroup = the cgroup2 hierarchy)\n');
   process.stdout.write(`${'tool'.padEnd(26)} ${'median ms'.padStart(10)} ${'x helper'.padStart(9)}\n`);
   for (const tool of tools) {
     const why = skipped.get(tool.name);
@@ -183,7 +302,8 @@ try {
     const m = median(times.get(tool.name)!);
     process.stdout.write(`${tool.name.padEnd(26)} ${m.toFixed(1).padStart(10)} ${(m / base).toFixed(2).padStart(9)}\n`);
   }
-  for (const missing of ['crun', 'runc', 'bwrap', 'systemd-nspawn', 'podman'].filter((t) => !has(t))) process.stdout.write(`${missing}: not installed, skipped\n`);
+  for (const missing of ['crun', 'runc', 'bwrap', 'systemd-nspawn', 'podman'].filter((t) => !has(t)))
+    process.stdout.write(`${missing}: not installed, skipped\n`);
 } finally {
   await rm(work, { recursive: true, force: true });
   await rm(runDir, { recursive: true, force: true });

@@ -127,7 +127,9 @@ export async function buildTwoReleases(
     await writeFile(file, await recipeCopy(shipped, version, i === 1 ? upgrade : undefined));
     recipes.push(await loadRecipe(file));
   }
-  log(`locking ${recipes[0]!.name} ${versions[0]} against ${shipped.base.suite}, and ${versions[1]}, whose recipe takes ${upgrade.packages.join(', ')} from ${upgrade.suite}`);
+  log(
+    `locking ${recipes[0]!.name} ${versions[0]} against ${shipped.base.suite}, and ${versions[1]}, whose recipe takes ${upgrade.packages.join(', ')} from ${upgrade.suite}`,
+  );
   const [lock1, lock2] = await Promise.all(recipes.map((r) => resolveLock(r, { cache })));
   if (lock1!.origin.inReleaseSha256 !== lock2!.origin.inReleaseSha256) {
     throw new CairnError(`${shipped.base.suite} changed between the two locks`, 'run the benchmark again');
@@ -136,7 +138,10 @@ export async function buildTwoReleases(
   for (const name of upgrade.packages) {
     const c = changed.find((p) => p.name === name);
     if (!c?.from || !c.to || compareVersions(c.to.version, c.from.version) <= 0) {
-      throw new CairnError(`${upgrade.suite} has no version of ${name} newer than the image's`, 'the archive moved on: pick other packages (see docs/deltas.md)');
+      throw new CairnError(
+        `${upgrade.suite} has no version of ${name} newer than the image's`,
+        'the archive moved on: pick other packages (see docs/deltas.md)',
+      );
     }
   }
   await writeLockfile(lockPathFor(recipes[0]!.file), lock1!);

@@ -37,7 +37,12 @@ try {
   await promote({ repoDir: repo, name: manifest.name, key, version: manifest.version, channel: 'bench' });
   const server = await startStaticServer(repo);
   await writeFile(join(work, 'release.pub.asc'), key.toPublic().armor());
-  const host = await provisionHost(join(work), oldBuild, (stateDir) => `repository: ${server.url}\nchannel: bench\nkeys: [${join(work, 'release.pub.asc')}]\nstate-dir: ${stateDir}\n`, { usr: manifest.artifacts['usr.erofs']!.size, usrVerity: manifest.artifacts['usr.verity']!.size });
+  const host = await provisionHost(
+    join(work),
+    oldBuild,
+    (stateDir) => `repository: ${server.url}\nchannel: bench\nkeys: [${join(work, 'release.pub.asc')}]\nstate-dir: ${stateDir}\n`,
+    { usr: manifest.artifacts['usr.erofs']!.size, usrVerity: manifest.artifacts['usr.verity']!.size },
+  );
   const config = await loadAgentConfig(host.config);
   execFileSync('sync');
 
@@ -48,7 +53,8 @@ try {
   if (outcome.status !== 'installed') throw new Error(`the agent did not install: ${JSON.stringify(outcome)}`);
 
   const slot = (await readGpt(host.disk)).partitions.filter((p) => p.label === 'usr-B' || p.label === 'usr-B-verity');
-  const dd = (file: string, offset: number) => execFileSync('dd', [`if=${join(newBuild, file)}`, `of=${host.disk}`, 'bs=4M', `seek=${offset}`, 'oflag=seek_bytes', 'conv=notrunc,fsync', 'status=none']);
+  const dd = (file: string, offset: number) =>
+    execFileSync('dd', [`if=${join(newBuild, file)}`, `of=${host.disk}`, 'bs=4M', `seek=${offset}`, 'oflag=seek_bytes', 'conv=notrunc,fsync', 'status=none']);
   start = process.hrtime.bigint();
   dd('usr.erofs', slot[0]!.offset);
   dd('usr.verity', slot[1]!.offset);
@@ -60,9 +66,15 @@ try {
 
   const size = manifest.artifacts['usr.erofs']!.size + manifest.artifacts['usr.verity']!.size;
   process.stdout.write(`update ${oldBuild} → ${newBuild}: slot images ${mib(size)}\n`);
-  process.stdout.write(`cairn agent (loopback download ${mib(outcome.downloadedBytes)} of ${mib(outcome.fullBytes)}, write, verify, install)  ${agentSeconds.toFixed(2)} s\n`);
-  process.stdout.write(`dd of the new images into the slot (conv=fsync)                              ${ddSeconds.toFixed(2)} s   cairn/dd = ${(agentSeconds / ddSeconds).toFixed(2)}\n`);
-  process.stdout.write(`dd + cairn's full verity check                                                ${(ddSeconds + verifySeconds).toFixed(2)} s   cairn/(dd+verify) = ${(agentSeconds / (ddSeconds + verifySeconds)).toFixed(2)}\n`);
+  process.stdout.write(
+    `cairn agent (loopback download ${mib(outcome.downloadedBytes)} of ${mib(outcome.fullBytes)}, write, verify, install)  ${agentSeconds.toFixed(2)} s\n`,
+  );
+  process.stdout.write(
+    `dd of the new images into the slot (conv=fsync)                              ${ddSeconds.toFixed(2)} s   cairn/dd = ${(agentSeconds / ddSeconds).toFixed(2)}\n`,
+  );
+  process.stdout.write(
+    `dd + cairn's full verity check                                                ${(ddSeconds + verifySeconds).toFixed(2)} s   cairn/(dd+verify) = ${(agentSeconds / (ddSeconds + verifySeconds)).toFixed(2)}\n`,
+  );
 } finally {
   await rm(work, { recursive: true, force: true });
 }

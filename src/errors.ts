@@ -3,7 +3,10 @@
  * Everything else is a bug and is printed with its stack.
  */
 export class CairnError extends Error {
-  constructor(message: string, readonly hint?: string) {
+  constructor(
+    message: string,
+    readonly hint?: string,
+  ) {
     super(message);
     this.name = 'CairnError';
   }

@@ -17,7 +17,11 @@ export async function readRange(path: string, offset: number, length: number): P
     let done = 0;
     while (done < length) {
       const { bytesRead } = await file.read(buf, done, length - done, offset + done);
-      if (bytesRead === 0) throw new CairnError(`${path}: short read at ${offset + done} (wanted ${length} bytes from ${offset})`, 'the file changed or is shorter than its index says');
+      if (bytesRead === 0)
+        throw new CairnError(
+          `${path}: short read at ${offset + done} (wanted ${length} bytes from ${offset})`,
+          'the file changed or is shorter than its index says',
+        );
       done += bytesRead;
     }
     return buf;

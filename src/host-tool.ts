@@ -30,8 +30,12 @@ export function runToolBytes(command: string, args: string[], options: ToolOptio
     const out: Buffer[] = [];
     let stderr = '';
     child.stdout!.on('data', (d: Buffer) => out.push(d));
-    child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
-    child.on('error', (err) => reject(new CairnError(`cannot run ${command}: ${err.message}`, `install ${TOOL_PACKAGES[command] ?? command} on the build host`)));
+    child.stderr!.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    child.on('error', (err) =>
+      reject(new CairnError(`cannot run ${command}: ${err.message}`, `install ${TOOL_PACKAGES[command] ?? command} on the build host`)),
+    );
     child.on('close', (code) => {
       if (code === 0) resolve(Buffer.concat(out));
       else reject(new CairnError(`${command} ${args.join(' ')} failed: ${stderr.trim() || Buffer.concat(out).toString().trim() || `exit code ${code}`}`));

@@ -46,7 +46,7 @@ function isTransientStatus(status: number): boolean {
 export function statusError(url: string, status: number, opts: HttpOptions = {}): Error {
   const message = `${url}: HTTP ${status}`;
   // The redirect interceptor hands back the last 3xx once it has followed its limit.
-  if (status >= 300 && status < 400) return new CairnError(`${message} after ${MAX_REDIRECTIONS} redirects: a redirect loop`, 'fix the server\'s redirects');
+  if (status >= 300 && status < 400) return new CairnError(`${message} after ${MAX_REDIRECTIONS} redirects: a redirect loop`, "fix the server's redirects");
   if (isTransientStatus(status)) return new TransientError(message);
   return new CairnError(message, status === 404 ? opts.notFoundHint : undefined);
 }
@@ -66,7 +66,8 @@ export async function withRetries<T>(url: string, attempt: () => Promise<T>, opt
     } catch (err) {
       if (err instanceof CairnError) throw err;
       // undici detects a loop before the limit; asking again would loop again.
-      if (/redirect loop/i.test((err as Error).message)) throw new CairnError(`${url}: a redirect loop (${(err as Error).message.split('.')[0]})`, 'fix the server\'s redirects');
+      if (/redirect loop/i.test((err as Error).message))
+        throw new CairnError(`${url}: a redirect loop (${(err as Error).message.split('.')[0]})`, "fix the server's redirects");
       if (n >= attempts) {
         throw new CairnError(`${url}: download failed after ${n} attempt${n === 1 ? '' : 's'}: ${describe(err as Error)}`, 'check the network and the server');
       }
@@ -80,27 +81,31 @@ export async function withRetries<T>(url: string, attempt: () => Promise<T>, opt
  * not be able to fill memory with endless data.
  */
 export async function fetchBytes(url: string, maxBytes: number, opts: HttpOptions = {}): Promise<Buffer> {
-  return withRetries(url, async () => {
-    const res = await request(url, { dispatcher: dispatcherFor(opts) });
-    if (res.statusCode !== 200) {
-      await res.body.dump().catch(() => undefined);
-      throw statusError(url, res.statusCode, opts);
-    }
-    const declared = Number(res.headers['content-length'] ?? NaN);
-    if (declared > maxBytes) {
-      res.body.destroy();
-      throw new CairnError(`${url}: declares ${declared} bytes, more than the ${maxBytes} cairn accepts for it`, 'the server is broken or hostile');
-    }
-    const chunks: Buffer[] = [];
-    let total = 0;
-    for await (const chunk of res.body) {
-      total += (chunk as Buffer).length;
-      if (total > maxBytes) {
-        res.body.destroy();
-        throw new CairnError(`${url}: larger than the ${maxBytes} bytes cairn accepts for it`, 'the server is broken or hostile');
+  return withRetries(
+    url,
+    async () => {
+      const res = await request(url, { dispatcher: dispatcherFor(opts) });
+      if (res.statusCode !== 200) {
+        await res.body.dump().catch(() => undefined);
+        throw statusError(url, res.statusCode, opts);
       }
-      chunks.push(chunk as Buffer);
-    }
-    return Buffer.concat(chunks);
-  }, opts);
+      const declared = Number(res.headers['content-length'] ?? NaN);
+      if (declared > maxBytes) {
+        res.body.destroy();
+        throw new CairnError(`${url}: declares ${declared} bytes, more than the ${maxBytes} cairn accepts for it`, 'the server is broken or hostile');
+      }
+      const chunks: Buffer[] = [];
+      let total = 0;
+      for await (const chunk of res.body) {
+        total += (chunk as Buffer).length;
+        if (total > maxBytes) {
+          res.body.destroy();
+          throw new CairnError(`${url}: larger than the ${maxBytes} bytes cairn accepts for it`, 'the server is broken or hostile');
+        }
+        chunks.push(chunk as Buffer);
+      }
+      return Buffer.concat(chunks);
+    },
+    opts,
+  );
 }

@@ -42,7 +42,11 @@ export async function afterBoot(o: AfterBootOptions): Promise<AfterBootOutcome> 
     if (live.length === 0) {
       // The new release ran out of tries (or its entry vanished): it failed here.
       state = markBad(state, tx.version, `${tx.version} did not come up healthy within its boot tries; back on ${host.version}`, now());
-      state = { ...state, transaction: null, lastError: { message: `${tx.version} failed to boot healthy and was rolled back`, step: tx.step, at: now().toISOString() } };
+      state = {
+        ...state,
+        transaction: null,
+        lastError: { message: `${tx.version} failed to boot healthy and was rolled back`, step: tx.step, at: now().toISOString() },
+      };
       cutPoint('state bad');
       await saveState(o.stateDir, state);
       for (const e of entries) {

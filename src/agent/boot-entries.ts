@@ -243,7 +243,11 @@ export async function loaderEntrySelected(path = LOADER_ENTRY_SELECTED): Promise
 /** Where the ESP is mounted: the configured path, or the first candidate holding an EFI folder. */
 export async function locateEsp(configured: string | null, candidates: readonly string[] = ESP_CANDIDATES): Promise<string> {
   if (configured !== null) {
-    if (!(await isDirectory(configured))) throw new CairnError(`the ESP mount point ${configured} is not a directory`, 'mount the EFI System Partition there or fix esp in the agent configuration');
+    if (!(await isDirectory(configured)))
+      throw new CairnError(
+        `the ESP mount point ${configured} is not a directory`,
+        'mount the EFI System Partition there or fix esp in the agent configuration',
+      );
     return configured;
   }
   for (const candidate of candidates) {
@@ -265,7 +269,10 @@ function safeUsrHash(cmdline: string): string | undefined {
 }
 
 async function isDirectory(path: string): Promise<boolean> {
-  return stat(path).then((s) => s.isDirectory(), () => false);
+  return stat(path).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
 }
 
 function notFoundAs<T>(value: T): (err: unknown) => T {

@@ -42,7 +42,10 @@ async function reboot(reason: string): Promise<void> {
 
 async function rebootWhenDue(config: AgentConfig, host: HostContext, once: boolean): Promise<boolean> {
   for (;;) {
-    const requested = await stat(join(config.stateDir, REBOOT_REQUEST)).then(() => true, () => false);
+    const requested = await stat(join(config.stateDir, REBOOT_REQUEST)).then(
+      () => true,
+      () => false,
+    );
     const decision = decideReboot(config.strategy, new Date(), requested);
     if (decision.action === 'reboot') {
       await rm(join(config.stateDir, REBOOT_REQUEST), { force: true });
@@ -50,7 +53,12 @@ async function rebootWhenDue(config: AgentConfig, host: HostContext, once: boole
       return true;
     }
     if (decision.action === 'take-lock') {
-      const client = new FleetLockClient({ url: decision.url, group: decision.group, id: await fleetLockId(), onRetry: (n, problem, delayMs) => log('fleetlock-wait', { attempt: n, problem, delayMs }) });
+      const client = new FleetLockClient({
+        url: decision.url,
+        group: decision.group,
+        id: await fleetLockId(),
+        onRetry: (n, problem, delayMs) => log('fleetlock-wait', { attempt: n, problem, delayMs }),
+      });
       await client.preReboot();
       await reboot(`FleetLock granted a slot in ${decision.group}`);
       return true;

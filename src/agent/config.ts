@@ -171,7 +171,11 @@ function checkConfig(data: unknown, baseDir: string): Problem[] {
     data.health.commands.forEach((entry, i) => {
       const program = isEntry(entry) && Array.isArray(entry.command) ? entry.command[0] : undefined;
       if (typeof program === 'string' && !program.startsWith('/')) {
-        problems.push({ path: ['health', 'commands', i, 'command', 0], anchor: { kind: 'value' }, message: `expected an absolute program path (the agent runs no shell and has no PATH to search), got ${JSON.stringify(program)}` });
+        problems.push({
+          path: ['health', 'commands', i, 'command', 0],
+          anchor: { kind: 'value' },
+          message: `expected an absolute program path (the agent runs no shell and has no PATH to search), got ${JSON.stringify(program)}`,
+        });
       }
     });
   }
@@ -191,10 +195,18 @@ function checkStrategy(strategy: Entry, path: DataPath): Problem[] {
   if (type !== 'maintenance-window') return problems;
   const zone = strategy['time-zone'];
   if (typeof zone === 'string' && !isTimeZone(zone)) {
-    problems.push({ path: [...path, 'time-zone'], anchor: { kind: 'value' }, message: `expected an IANA time zone (like Europe/Berlin or UTC), got ${JSON.stringify(zone)}, which this system does not know` });
+    problems.push({
+      path: [...path, 'time-zone'],
+      anchor: { kind: 'value' },
+      message: `expected an IANA time zone (like Europe/Berlin or UTC), got ${JSON.stringify(zone)}, which this system does not know`,
+    });
   }
   if (typeof strategy.start === 'string' && strategy.start === strategy.end) {
-    problems.push({ path: [...path, 'end'], anchor: { kind: 'value' }, message: `the window opens and closes at ${strategy.start}; set an end different from start` });
+    problems.push({
+      path: [...path, 'end'],
+      anchor: { kind: 'value' },
+      message: `the window opens and closes at ${strategy.start}; set an end different from start`,
+    });
   }
   return problems;
 }

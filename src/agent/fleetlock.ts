@@ -24,7 +24,11 @@ const ID128 = /^[0-9a-f]{32}$/;
 export function appSpecificId(machineId: string, appId = CAIRN_APP_ID): string {
   const key = machineId.trim().toLowerCase().replace(/-/g, '');
   const app = appId.toLowerCase().replace(/-/g, '');
-  if (!ID128.test(key)) throw new CairnError(`machine id ${JSON.stringify(machineId.trim().slice(0, 40))} is not 32 hex digits`, 'run systemd-machine-id-setup, or fix /etc/machine-id');
+  if (!ID128.test(key))
+    throw new CairnError(
+      `machine id ${JSON.stringify(machineId.trim().slice(0, 40))} is not 32 hex digits`,
+      'run systemd-machine-id-setup, or fix /etc/machine-id',
+    );
   if (!ID128.test(app)) throw new CairnError(`application id ${JSON.stringify(appId)} is not 32 hex digits`);
   const id = createHmac('sha256', Buffer.from(key, 'hex')).update(Buffer.from(app, 'hex')).digest().subarray(0, 16);
   id[6] = (id[6]! & 0x0f) | 0x40;
@@ -38,7 +42,10 @@ export async function fleetLockId(machineIdPath = '/etc/machine-id'): Promise<st
   try {
     text = await readFile(machineIdPath, 'utf8');
   } catch (err) {
-    throw new CairnError(`cannot read ${machineIdPath}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, 'FleetLock needs a machine id; systemd writes it on first boot');
+    throw new CairnError(
+      `cannot read ${machineIdPath}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      'FleetLock needs a machine id; systemd writes it on first boot',
+    );
   }
   return appSpecificId(text);
 }
@@ -132,7 +139,10 @@ export class FleetLockClient {
         bodyTimeout: timeout,
       });
     } catch (err) {
-      throw new CairnError(`FleetLock server ${url.href} cannot be reached: ${(err as Error).message}`, 'check strategy.url in the agent configuration and that the lock server runs');
+      throw new CairnError(
+        `FleetLock server ${url.href} cannot be reached: ${(err as Error).message}`,
+        'check strategy.url in the agent configuration and that the lock server runs',
+      );
     }
     const body = await readLimited(response.body);
     if (response.statusCode === 200) return { ok: true };

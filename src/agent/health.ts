@@ -134,14 +134,17 @@ function runUntil(command: string[], deadline: number): Promise<Run> {
     // Its own process group, so a timeout also ends whatever it started.
     const child = spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      try {
-        process.kill(-child.pid!, 'SIGKILL');
-      } catch {
-        // Already gone between the deadline and the kill.
-      }
-    }, Math.max(0, deadline - Date.now()));
+    const timer = setTimeout(
+      () => {
+        timedOut = true;
+        try {
+          process.kill(-child.pid!, 'SIGKILL');
+        } catch {
+          // Already gone between the deadline and the kill.
+        }
+      },
+      Math.max(0, deadline - Date.now()),
+    );
     child.stdout.on('data', keep);
     child.stderr.on('data', keep);
     child.on('error', (err) => {

@@ -42,7 +42,12 @@ export function decideReboot(strategy: RebootStrategy, now: Date, operatorReques
     case 'download-only':
       return { action: 'wait-for-operator', reason: 'strategy download-only: run `cairn agent reboot` to boot the staged update' };
     case 'fleetlock':
-      return { action: 'take-lock', url: strategy.url, group: strategy.group, reason: `strategy fleetlock: waiting for a reboot slot in group ${strategy.group}` };
+      return {
+        action: 'take-lock',
+        url: strategy.url,
+        group: strategy.group,
+        reason: `strategy fleetlock: waiting for a reboot slot in group ${strategy.group}`,
+      };
     case 'maintenance-window': {
       const window = windowAt(strategy, now);
       if (window.open) return { action: 'reboot', reason: `inside the maintenance window until ${window.end.toISOString()}` };
@@ -83,7 +88,10 @@ export function windowAt(window: MaintenanceWindow, now: Date): WindowTimes {
     if (end <= start || end <= nowMs) continue;
     return { open: start <= nowMs, start: new Date(start), end: new Date(end) };
   }
-  throw new CairnError(`maintenance window ${window.start}-${window.end} on ${window.days.join(', ')} never opens in ${window.timeZone}`, 'choose times that exist in the time zone');
+  throw new CairnError(
+    `maintenance window ${window.start}-${window.end} on ${window.days.join(', ')} never opens in ${window.timeZone}`,
+    'choose times that exist in the time zone',
+  );
 }
 
 function clockMinutes(text: string): number {
@@ -98,7 +106,14 @@ function formatter(timeZone: string): Intl.DateTimeFormat {
   let f = formatters.get(timeZone);
   if (!f) {
     f = new Intl.DateTimeFormat('en-US', {
-      timeZone, hourCycle: 'h23', year: 'numeric', month: 'numeric', day: 'numeric', hour: 'numeric', minute: 'numeric', second: 'numeric',
+      timeZone,
+      hourCycle: 'h23',
+      year: 'numeric',
+      month: 'numeric',
+      day: 'numeric',
+      hour: 'numeric',
+      minute: 'numeric',
+      second: 'numeric',
     });
     formatters.set(timeZone, f);
   }

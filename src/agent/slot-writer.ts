@@ -47,7 +47,10 @@ const DEFAULT_CHECKPOINT_BYTES = 16 * 1024 * 1024;
 export async function writeSlotImage(o: SlotWriteOptions): Promise<WriteProgress> {
   const { index, target } = o;
   if (index.size > target.size) {
-    throw new CairnError(`${index.image} is ${index.size} bytes, the slot partition holds ${target.size}`, 'the release does not fit this disk layout; slots are fixed at provisioning');
+    throw new CairnError(
+      `${index.image} is ${index.size} bytes, the slot partition holds ${target.size}`,
+      'the release does not fit this disk layout; slots are fixed at provisioning',
+    );
   }
   const progress: WriteProgress = { next: o.from, localBytes: 0, downloadedBytes: 0 };
   const parallel = Math.max(1, o.parallel ?? DEFAULT_PARALLEL);

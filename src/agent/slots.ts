@@ -37,7 +37,8 @@ export function usrHashFromCmdline(cmdline: string): string | undefined {
     if (word === '--') break;
     if (!word.startsWith('usrhash=')) continue;
     const value = word.slice('usrhash='.length).toLowerCase();
-    if (!ROOT_HASH.test(value)) throw new CairnError(`usrhash=${value.slice(0, 80)} on the kernel command line is not a sha256 root hash`, 'the UKI is not one cairn built');
+    if (!ROOT_HASH.test(value))
+      throw new CairnError(`usrhash=${value.slice(0, 80)} on the kernel command line is not a sha256 root hash`, 'the UKI is not one cairn built');
     found = value;
   }
   return found;
@@ -68,7 +69,8 @@ function cmdlineWords(cmdline: string): string[] {
 /** The root hash of the running /usr, from the kernel command line at `cmdlinePath`. */
 export async function runningUsrHash(cmdlinePath = '/proc/cmdline'): Promise<string> {
   const hash = usrHashFromCmdline(await readFile(cmdlinePath, 'utf8'));
-  if (!hash) throw new CairnError(`no usrhash= in ${cmdlinePath}: this system did not boot a cairn image`, 'the agent runs only on hosts booted from a cairn UKI');
+  if (!hash)
+    throw new CairnError(`no usrhash= in ${cmdlinePath}: this system did not boot a cairn image`, 'the agent runs only on hosts booted from a cairn UKI');
   return hash;
 }
 
@@ -77,14 +79,22 @@ export function slotsOf(layout: GptLayout, disk: string): Record<SlotName, Slot>
   const byLabel = (label: string): GptPartition => {
     const found = layout.partitions.filter((p) => p.label === label);
     if (found.length !== 1) {
-      throw new CairnError(`${disk} has ${found.length === 0 ? 'no partition' : `${found.length} partitions`} labelled ${label}`, 'the agent updates disks laid out by cairn (esp, usr-A, usr-A-verity, usr-B, usr-B-verity, root)');
+      throw new CairnError(
+        `${disk} has ${found.length === 0 ? 'no partition' : `${found.length} partitions`} labelled ${label}`,
+        'the agent updates disks laid out by cairn (esp, usr-A, usr-A-verity, usr-B, usr-B-verity, root)',
+      );
     }
     return found[0]!;
   };
   const slot = (name: SlotName): Slot => ({ name, usr: byLabel(`usr-${name}`), verity: byLabel(`usr-${name}-verity`) });
   const slots = { A: slot('A'), B: slot('B') };
   // An update copies a release from one slot's size to the other's: they must match.
-  if (slots.A.usr.size !== slots.B.usr.size || slots.A.verity.size !== slots.B.verity.size || slots.A.usr.type !== slots.B.usr.type || slots.A.verity.type !== slots.B.verity.type) {
+  if (
+    slots.A.usr.size !== slots.B.usr.size ||
+    slots.A.verity.size !== slots.B.verity.size ||
+    slots.A.usr.type !== slots.B.usr.type ||
+    slots.A.verity.type !== slots.B.verity.type
+  ) {
     throw new CairnError(`${disk}: slots A and B differ in partition size or type`, 'the two slots must be twins; re-provision the disk with cairn');
   }
   return slots;
@@ -118,7 +128,7 @@ export interface DetectOptions {
 /** Reads the GPT of the boot disk and tells the running slot from the inactive one. */
 export async function detectSlots(options: DetectOptions = {}): Promise<SlotStatus> {
   const usrHash = await runningUsrHash(options.cmdline);
-  const disk = options.disk ?? await findBootDisk(await deviceOf(options.usrMount ?? '/usr'), options.sysfs);
+  const disk = options.disk ?? (await findBootDisk(await deviceOf(options.usrMount ?? '/usr'), options.sysfs));
   return identifySlots(await readGpt(disk), usrHash, disk);
 }
 
@@ -157,7 +167,10 @@ export async function findBootDisk(device: DeviceNumber, sysfs = '/sys'): Promis
   };
   await visit(name, 0);
   if (disks.size !== 1) {
-    throw new CairnError(`block device ${name} (${id}) spans ${disks.size === 0 ? 'no disk' : `disks ${[...disks].join(', ')}`}`, 'the agent needs both partitions of the running slot on one disk');
+    throw new CairnError(
+      `block device ${name} (${id}) spans ${disks.size === 0 ? 'no disk' : `disks ${[...disks].join(', ')}`}`,
+      'the agent needs both partitions of the running slot on one disk',
+    );
   }
   return `/dev/${[...disks][0]}`;
 }
@@ -172,9 +185,11 @@ async function blockName(link: string, id: string): Promise<string> {
 
 /** A partition's parent disk (its sysfs directory is inside the disk's), or the device itself when it is a whole disk. */
 async function diskOf(sysfs: string, dev: string): Promise<string> {
-  const isPartition = await stat(join(sysfs, 'class/block', dev, 'partition')).then(() => true, () => false);
+  const isPartition = await stat(join(sysfs, 'class/block', dev, 'partition')).then(
+    () => true,
+    () => false,
+  );
   if (!isPartition) return dev;
   const target = await readlink(join(sysfs, 'class/block', dev));
   return basename(join(target, '..'));
 }
-

@@ -55,9 +55,10 @@ export async function loadState(dir: string): Promise<LoadedState> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { state: freshState() };
     throw new CairnError(`cannot read the agent state ${path}: ${(err as Error).message}`, 'check the permissions of the state directory');
   }
-  const parsed = size > MAX_STATE_BYTES
-    ? { problem: `it is ${size} bytes, more than the ${MAX_STATE_BYTES} the agent ever writes` }
-    : parseState(await readFile(path, 'utf8'));
+  const parsed =
+    size > MAX_STATE_BYTES
+      ? { problem: `it is ${size} bytes, more than the ${MAX_STATE_BYTES} the agent ever writes` }
+      : parseState(await readFile(path, 'utf8'));
   if ('state' in parsed) return { state: parsed.state };
   const keptAs = `${path}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}`;
   await rename(path, keptAs);
@@ -69,7 +70,8 @@ export async function loadState(dir: string): Promise<LoadedState> {
 export async function saveState(dir: string, state: AgentState): Promise<void> {
   if (!validator()(state)) throw new Error(`refusing to save an invalid agent state: ${describeErrors()}`);
   const text = `${JSON.stringify(state, null, 2)}\n`;
-  if (Buffer.byteLength(text) > MAX_STATE_BYTES) throw new CairnError(`the agent state would be ${Buffer.byteLength(text)} bytes`, 'keep transaction data small: it is for resuming, not for payloads');
+  if (Buffer.byteLength(text) > MAX_STATE_BYTES)
+    throw new CairnError(`the agent state would be ${Buffer.byteLength(text)} bytes`, 'keep transaction data small: it is for resuming, not for payloads');
   await mkdir(dir, { recursive: true, mode: 0o700 });
   await writeFileAtomic(join(dir, STATE_FILE), text, 0o600);
 }
@@ -111,5 +113,8 @@ function validator(): ValidateFunction {
 }
 
 function describeErrors(): string {
-  return (validator().errors ?? []).slice(0, 3).map((e) => `${e.instancePath || '/'} ${e.message ?? 'is not valid'}`).join('; ');
+  return (validator().errors ?? [])
+    .slice(0, 3)
+    .map((e) => `${e.instancePath || '/'} ${e.message ?? 'is not valid'}`)
+    .join('; ');
 }

@@ -66,8 +66,7 @@ export interface UpdateOptions {
 }
 
 export type UpdateOutcome =
-  | { status: 'up-to-date'; reason: string }
-  | { status: 'installed'; version: string; downloadedBytes: number; localBytes: number; fullBytes: number };
+  { status: 'up-to-date'; reason: string } | { status: 'installed'; version: string; downloadedBytes: number; localBytes: number; fullBytes: number };
 
 const TRUST_FILE = 'trust.json';
 const STAGED_UKI = 'staged.efi';
@@ -190,7 +189,11 @@ export class UpdateTransaction {
     }
     const channel = await this.repo.channel(source.channel);
     this.state.seen[source.channel] = { version: channel.release?.version ?? host.version, at: this.now().toISOString() };
-    const decision = decideUpdate(channel, { version: host.version, wariness: config.wariness ?? machineWariness(host.machineId), bad: this.state.bad.map((b) => b.version) }, this.now());
+    const decision = decideUpdate(
+      channel,
+      { version: host.version, wariness: config.wariness ?? machineWariness(host.machineId), bad: this.state.bad.map((b) => b.version) },
+      this.now(),
+    );
     this.o.log('decision', decision);
     if (!decision.update) return { reason: decision.reason };
     return { record: await this.repo.release(decision.target), ref: decision.target };
@@ -218,7 +221,11 @@ export class UpdateTransaction {
       // Resuming: fetch the same release again, verified as before.
       const data = tx.data as unknown as TxData;
       record = data.ref ? await this.repo.release(data.ref) : await this.repo.releaseByVersion(tx.version);
-      if (data.slot !== slots.inactive.name) throw new CairnError(`the saved transaction writes slot ${data.slot}, but that slot is running now`, 'the host rebooted into the other slot mid-update; remove the state file to start over');
+      if (data.slot !== slots.inactive.name)
+        throw new CairnError(
+          `the saved transaction writes slot ${data.slot}, but that slot is running now`,
+          'the host rebooted into the other slot mid-update; remove the state file to start over',
+        );
     }
     const data = () => tx!.data as unknown as TxData;
     const target = slots.inactive;
@@ -245,8 +252,16 @@ export class UpdateTransaction {
         const plan = usrSource.plan;
         // The verity tree is computed here from the written slot, not downloaded (unless that fails).
         const full = plan.totals.fullBytes + planDelta(verityIndex, new Map()).totals.fullBytes;
-        this.o.log('delta-plan', { version: record.version, downloadBytes: plan.totals.downloadBytes, fullBytes: full, reusedBytes: plan.totals.reusedBytes, patchBytes: plan.totals.patchBytes, patchedBytes: plan.totals.patchedBytes });
-        if (plan.totals.reusedChunks === 0) this.o.log('delta-unusable', { reason: 'no chunk of the new release is in the running slot: this is a full download' });
+        this.o.log('delta-plan', {
+          version: record.version,
+          downloadBytes: plan.totals.downloadBytes,
+          fullBytes: full,
+          reusedBytes: plan.totals.reusedBytes,
+          patchBytes: plan.totals.patchBytes,
+          patchedBytes: plan.totals.patchedBytes,
+        });
+        if (plan.totals.reusedChunks === 0)
+          this.o.log('delta-unusable', { reason: 'no chunk of the new release is in the running slot: this is a full download' });
         tx.data = { ...tx.data, fullBytes: full };
       }
       const write = async (key: 'usr' | 'verity', index: ChunkIndex, source: DeltaSource, from: number): Promise<void> => {
@@ -260,11 +275,16 @@ export class UpdateTransaction {
           checkpoint: async (p) => {
             const before = data();
             const finished = p.next === index.chunks.length;
-            await this.step(tx!, 'writing', { image: finished ? RELEASE_IMAGES[RELEASE_IMAGES.indexOf(key) + 1] : key, next: finished ? 0 : p.next, downloadedBytes: before.downloadedBytes + p.downloadedBytes, localBytes: before.localBytes + p.localBytes });
+            await this.step(tx!, 'writing', {
+              image: finished ? RELEASE_IMAGES[RELEASE_IMAGES.indexOf(key) + 1] : key,
+              next: finished ? 0 : p.next,
+              downloadedBytes: before.downloadedBytes + p.downloadedBytes,
+              localBytes: before.localBytes + p.localBytes,
+            });
           },
         });
       };
-      if (data().image === undefined || data().image === 'usr') await write('usr', usrIndex, usrSource.source, data().image === 'usr' ? data().next ?? 0 : 0);
+      if (data().image === undefined || data().image === 'usr') await write('usr', usrIndex, usrSource.source, data().image === 'usr' ? (data().next ?? 0) : 0);
       if (data().image === 'verity') {
         if (data().next === 0 && (await this.writeVerityTree(record, target))) {
           await this.step(tx, 'writing', { image: 'uki', next: 0 });
@@ -283,23 +303,35 @@ export class UpdateTransaction {
       await this.step(tx, 'uki-ready');
     }
     if (at('verified')) {
-      const check = await verifyImage({ path: host.disk, offset: target.usr.offset, size: target.usr.size }, { path: host.disk, offset: target.verity.offset, size: target.verity.size }, record.rootHash);
+      const check = await verifyImage(
+        { path: host.disk, offset: target.usr.offset, size: target.usr.size },
+        { path: host.disk, offset: target.verity.offset, size: target.verity.size },
+        record.rootHash,
+      );
       if (!check.ok) {
         // Start the slot over: what is there is not what the release says.
         await this.step(tx, 'entry-removed', { image: 'usr', next: 0 });
-        throw new CairnError(`slot ${target.name} does not verify against ${record.version}'s root hash: ${check.message}`, 'the agent rewrites the slot on its next run');
+        throw new CairnError(
+          `slot ${target.name} does not verify against ${record.version}'s root hash: ${check.message}`,
+          'the agent rewrites the slot on its next run',
+        );
       }
       await this.step(tx, 'verified');
     }
     if (at('renamed')) {
       const uuids = verityPartitionUuids(record.rootHash);
       cutPoint('gpt');
-      await setPartitionUuids(host.disk, [{ number: target.usr.number, uuid: uuids.usr }, { number: target.verity.number, uuid: uuids.usrVerity }]);
+      await setPartitionUuids(host.disk, [
+        { number: target.usr.number, uuid: uuids.usr },
+        { number: target.verity.number, uuid: uuids.usrVerity },
+      ]);
       await this.step(tx, 'renamed');
     }
     if (at('installed')) {
       const staged = join(this.stateDir, STAGED_UKI);
-      const sha = createHash('sha256').update(await readFile(staged)).digest('hex');
+      const sha = createHash('sha256')
+        .update(await readFile(staged))
+        .digest('hex');
       if (sha !== record.images.uki.sha256) throw new CairnError(`the staged UKI ${staged} changed since it was verified`);
       cutPoint('esp install');
       await installUki(this.o.host.esp, staged, { name: record.name, version: record.version });
@@ -311,9 +343,15 @@ export class UpdateTransaction {
   }
 
   /** Where an image's chunks come from: the running slot, patches over it, the repository. */
-  private async deltaSource(record: ReleaseRecord, image: ReleaseImage, index: ChunkIndex, local: LocalChunks): Promise<{ source: DeltaSource; plan: DeltaPlan }> {
+  private async deltaSource(
+    record: ReleaseRecord,
+    image: ReleaseImage,
+    index: ChunkIndex,
+    local: LocalChunks,
+  ): Promise<{ source: DeltaSource; plan: DeltaPlan }> {
     const patches = await this.repo.patchSet(record, image, index);
-    if (patches && patches.from.version !== this.o.host.version) this.o.log('patches-unusable', { image, from: patches.from.version, running: this.o.host.version });
+    if (patches && patches.from.version !== this.o.host.version)
+      this.o.log('patches-unusable', { image, from: patches.from.version, running: this.o.host.version });
     const plan = planDelta(index, local, patches ?? undefined);
     return { plan, source: new DeltaSource(local, remoteChunks(this.repo, index), { index, patches: plan.patches, fetch: (p) => this.repo.patch(p) }) };
   }
@@ -326,7 +364,9 @@ export class UpdateTransaction {
   private async writeVerityTree(record: ReleaseRecord, target: Slot): Promise<boolean> {
     const usr = record.images.usr;
     const want = record.images.verity;
-    const { superblock, area } = await hashDevice({ path: this.o.host.disk, offset: target.usr.offset }, usr.size / 4096, { salt: Buffer.from(usr.sha256, 'hex') });
+    const { superblock, area } = await hashDevice({ path: this.o.host.disk, offset: target.usr.offset }, usr.size / 4096, {
+      salt: Buffer.from(usr.sha256, 'hex'),
+    });
     const sha = createHash('sha256').update(superblock).update(area).digest('hex');
     if (superblock.length + area.length !== want.size || sha !== want.sha256 || want.size > target.verity.size) {
       this.o.log('verity-download', { reason: `the verity tree computed from slot ${target.name} is not the release's (${sha}); downloading it` });
@@ -393,4 +433,3 @@ export class UpdateTransaction {
     }
   }
 }
-

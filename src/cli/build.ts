@@ -29,7 +29,10 @@ function summary(r: BuildResult): Record<string, unknown> {
 }
 
 function describe(s: Record<string, unknown>): string {
-  return Object.entries(s).filter(([, v]) => typeof v !== 'object').map(([k, v]) => `${k.padEnd(16)} ${String(v)}\n`).join('');
+  return Object.entries(s)
+    .filter(([, v]) => typeof v !== 'object')
+    .map(([k, v]) => `${k.padEnd(16)} ${String(v)}\n`)
+    .join('');
 }
 
 async function buildHandler(args: Args): Promise<void> {
@@ -61,7 +64,11 @@ const command: CommandModule<object, Args> = {
           'Stop after this stage. rootfs: the root tree and a reproducible rootfs.tar; usr: usr.erofs and its dm-verity tree usr.verity; ' +
           'disk: also the UKI, disk.raw and manifest.json',
       })
-      .option('frozen', { type: 'boolean', default: false, describe: 'Fail if RECIPE.lock is missing or does not match the recipe, instead of re-resolving it' })
+      .option('frozen', {
+        type: 'boolean',
+        default: false,
+        describe: 'Fail if RECIPE.lock is missing or does not match the recipe, instead of re-resolving it',
+      })
       .option('cache', OPTIONS.cache)
       .option('out', { ...optional(OPTIONS.out), default: 'images', describe: 'Output folder; a build goes to OUT/<name>/<version>/' })
       .option('sign-key', optional(OPTIONS.signKey))

@@ -2,7 +2,19 @@ import type { Argv, CommandModule } from 'yargs';
 import { parseDuration, parseTime } from '../document/units.js';
 import { CairnError } from '../errors.js';
 import type { ChannelDoc } from '../release/channel.js';
-import { channelStatus, DEFAULT_EXPIRY_SECONDS, formatChannelStatus, listChannels, phasedRollout, pin, promote, renew, resolveName, revoke, type ChannelWrite } from '../release/channel-ops.js';
+import {
+  channelStatus,
+  DEFAULT_EXPIRY_SECONDS,
+  formatChannelStatus,
+  listChannels,
+  phasedRollout,
+  pin,
+  promote,
+  renew,
+  resolveName,
+  revoke,
+  type ChannelWrite,
+} from '../release/channel-ops.js';
 import { loadSigningKey } from '../trust/signing-key.js';
 import { OPTIONS, output } from './options.js';
 
@@ -26,7 +38,11 @@ const common = <T>(y: Argv<T>) =>
 const signed = <T>(y: Argv<T>) =>
   common(y)
     .option('sign-key', OPTIONS.signKey)
-    .option('expires', { type: 'string', default: `${DEFAULT_EXPIRY_SECONDS / 86400}d`, describe: 'How long the signed channel stays valid; hosts refuse it after that (renew before)' });
+    .option('expires', {
+      type: 'string',
+      default: `${DEFAULT_EXPIRY_SECONDS / 86400}d`,
+      describe: 'How long the signed channel stays valid; hosts refuse it after that (renew before)',
+    });
 
 async function writer(args: Signed): Promise<ChannelWrite> {
   return {
@@ -39,7 +55,11 @@ async function writer(args: Signed): Promise<ChannelWrite> {
 
 function printChannels(docs: ChannelDoc[], json: boolean): void {
   const now = new Date();
-  output(json, docs.map((d) => channelStatus(d, now)), (status) => status.map(formatChannelStatus).join(''));
+  output(
+    json,
+    docs.map((d) => channelStatus(d, now)),
+    (status) => status.map(formatChannelStatus).join(''),
+  );
 }
 
 interface PromoteArgs extends Signed {
@@ -52,7 +72,11 @@ interface PromoteArgs extends Signed {
 }
 
 async function promoteHandler(args: PromoteArgs): Promise<void> {
-  const rollout = phasedRollout(args.rollout, args.start ? parseTime(args.start, '--start') : undefined, args.duration ? parseDuration(args.duration, '--duration') : undefined);
+  const rollout = phasedRollout(
+    args.rollout,
+    args.start ? parseTime(args.start, '--start') : undefined,
+    args.duration ? parseDuration(args.duration, '--duration') : undefined,
+  );
   printChannels([await promote({ ...(await writer(args)), version: args.version, channel: args.to, rollout, barrier: args.barrier })], args.json);
 }
 
@@ -89,8 +113,15 @@ const promoteCommand: CommandModule<object, PromoteArgs> = {
       .option('rollout', { type: 'number', default: 100, describe: 'Percent of hosts offered the release at --start' })
       .option('start', { type: 'string', describe: 'When the rollout starts (ISO 8601 or "now"; default now)' })
       .option('duration', { type: 'string', describe: 'How long the share takes to rise from --rollout to 100% (e.g. 2d)' })
-      .option('barrier', { type: 'boolean', default: false, describe: 'Every older host must install this release before any later one (key rotation, format changes)' })
-      .example('$0 channel promote 0.2.0 --to stable --rollout 10 --duration 2d --repo repo --sign-key keys/release.asc', '10% of hosts now, all of them in two days'),
+      .option('barrier', {
+        type: 'boolean',
+        default: false,
+        describe: 'Every older host must install this release before any later one (key rotation, format changes)',
+      })
+      .example(
+        '$0 channel promote 0.2.0 --to stable --rollout 10 --duration 2d --repo repo --sign-key keys/release.asc',
+        '10% of hosts now, all of them in two days',
+      ),
   handler: promoteHandler,
 };
 
@@ -131,7 +162,13 @@ const command: CommandModule<object, object> = {
   command: 'channel <command>',
   describe: 'Fleet operations on release channels (signed, expiring metadata in the repository)',
   builder: (y: Argv) =>
-    y.command(promoteCommand).command(pinCommand).command(revokeCommand).command(renewCommand).command(statusCommand).demandCommand(1, 'Name a channel command: see the list above.'),
+    y
+      .command(promoteCommand)
+      .command(pinCommand)
+      .command(revokeCommand)
+      .command(renewCommand)
+      .command(statusCommand)
+      .demandCommand(1, 'Name a channel command: see the list above.'),
   handler: () => undefined,
 };
 

@@ -15,11 +15,16 @@ async function planHandler(args: Args): Promise<void> {
 
 const plan: CommandModule<object, Args> = {
   command: 'plan <old> <new>',
-  describe: 'Say what a host running OLD must download to install NEW: the chunks of NEW it cannot take from its own slot, or the patches that make them from chunks it has',
+  describe:
+    'Say what a host running OLD must download to install NEW: the chunks of NEW it cannot take from its own slot, or the patches that make them from chunks it has',
   builder: (y) =>
     y
       .positional('old', { type: 'string', demandOption: true, describe: 'What the host runs: a build folder (its usr.erofs, usr.verity and UKI)' })
-      .positional('new', { type: 'string', demandOption: true, describe: 'What it installs: a published release folder (REPO/<name>/releases/<version>) or a build folder' })
+      .positional('new', {
+        type: 'string',
+        demandOption: true,
+        describe: 'What it installs: a published release folder (REPO/<name>/releases/<version>) or a build folder',
+      })
       .option('json', OPTIONS.json)
       .example('$0 delta plan images/container-host/0.1.0 repo/container-host/releases/0.2.0', 'bytes to download against the full image'),
   handler: planHandler,

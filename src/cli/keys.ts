@@ -12,7 +12,12 @@ interface GenerateArgs {
 
 async function generateHandler(args: GenerateArgs): Promise<void> {
   const key = await writeSigningKeyPair(args.out, args.name, args.email);
-  output(args.json, key, (k) => `fingerprint  ${k.fingerprint}\nprivate key  ${k.privateKey} (keep it secret; signs builds with --sign-key)\npublic key   ${k.publicKey} (give it to verifiers and hosts)\n`);
+  output(
+    args.json,
+    key,
+    (k) =>
+      `fingerprint  ${k.fingerprint}\nprivate key  ${k.privateKey} (keep it secret; signs builds with --sign-key)\npublic key   ${k.publicKey} (give it to verifiers and hosts)\n`,
+  );
 }
 
 interface RotateArgs {
@@ -45,7 +50,8 @@ const generate: CommandModule<object, GenerateArgs> = {
 
 const rotate: CommandModule<object, RotateArgs> = {
   command: 'rotate',
-  describe: 'Hand a repository over to new signing keys: writes the next keys/root-N.json.asc, signed by the current key and the new ones; hosts follow it without reconfiguration',
+  describe:
+    'Hand a repository over to new signing keys: writes the next keys/root-N.json.asc, signed by the current key and the new ones; hosts follow it without reconfiguration',
   builder: (y) =>
     y
       .option('repo', OPTIONS.repo)

@@ -5,8 +5,16 @@ import type { Options, PositionalOptions } from 'yargs';
 export const OPTIONS = {
   recipe: { type: 'string', demandOption: true, describe: 'Recipe file, e.g. recipes/container-host.yaml' },
   build: { type: 'string', demandOption: true, describe: 'Build folder, e.g. images/<name>/<version>' },
-  repo: { type: 'string', demandOption: true, describe: 'Update repository folder (made if missing by the commands that write it); serve it with any static HTTP server' },
-  signKey: { type: 'string', demandOption: true, describe: 'OpenPGP private key (from "cairn keys generate", one the hosts trust) that signs what this command writes' },
+  repo: {
+    type: 'string',
+    demandOption: true,
+    describe: 'Update repository folder (made if missing by the commands that write it); serve it with any static HTTP server',
+  },
+  signKey: {
+    type: 'string',
+    demandOption: true,
+    describe: 'OpenPGP private key (from "cairn keys generate", one the hosts trust) that signs what this command writes',
+  },
   key: { type: 'string', demandOption: true, describe: 'Public key or keyring to trust (e.g. release.pub.asc from "cairn keys generate")' },
   out: { type: 'string', demandOption: true, describe: 'Output folder (made if missing)' },
   cache: { type: 'string', describe: 'Download cache (content-addressed by SHA-256); default $XDG_CACHE_HOME/cairn or ~/.cache/cairn' },

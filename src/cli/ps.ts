@@ -18,7 +18,9 @@ const command: CommandModule<object, Args> = {
   builder: (y) =>
     y
       .option('json', OPTIONS.json)
-      .epilogue('Statuses: running; exited (with the exit code, 128+N for signal N); created (starting); dead (its supervisor was killed). State lives under /run/cairn/containers (CAIRN_RUN_DIR).'),
+      .epilogue(
+        'Statuses: running; exited (with the exit code, 128+N for signal N); created (starting); dead (its supervisor was killed). State lives under /run/cairn/containers (CAIRN_RUN_DIR).',
+      ),
   handler: psHandler,
 };
 

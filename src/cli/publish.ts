@@ -31,7 +31,8 @@ async function publishHandler(args: Args): Promise<void> {
 }
 const command: CommandModule<object, Args> = {
   command: 'publish <build>',
-  describe: 'Add a build to an update repository: its manifest, UKI and the usr and verity images as chunk indexes over the shared chunk store, under a signed release record',
+  describe:
+    'Add a build to an update repository: its manifest, UKI and the usr and verity images as chunk indexes over the shared chunk store, under a signed release record',
   builder: (y) =>
     y
       .positional('build', OPTIONS.build)
@@ -39,9 +40,16 @@ const command: CommandModule<object, Args> = {
       .option('sign-key', OPTIONS.signKey)
       .option('quality', { type: 'number', describe: 'Brotli quality 0-11 for new chunks (default 5; 11 is ~4% smaller and ~100x slower)' })
       .option('delta-from', { type: 'string', describe: 'Make patches from this published version (default: the release published last)' })
-      .option('patches', { type: 'boolean', default: true, describe: 'Make patches from the previous release (--no-patches: hosts download changed chunks whole)' })
+      .option('patches', {
+        type: 'boolean',
+        default: true,
+        describe: 'Make patches from the previous release (--no-patches: hosts download changed chunks whole)',
+      })
       .option('json', OPTIONS.json)
-      .example('$0 publish images/container-host/0.2.0 --repo repo --sign-key keys/release.asc', 'adds only the chunks the repository lacks, and patches from the release before'),
+      .example(
+        '$0 publish images/container-host/0.2.0 --repo repo --sign-key keys/release.asc',
+        'adds only the chunks the repository lacks, and patches from the release before',
+      ),
   handler: publishHandler,
 };
 

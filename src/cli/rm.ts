@@ -15,7 +15,7 @@ async function rmHandler(args: Args): Promise<void> {
 
 const command: CommandModule<object, Args> = {
   command: 'rm <names..>',
-  describe: "Delete containers: their state under /run/cairn and their data (var, home, root, log) under /var/lib/cairn",
+  describe: 'Delete containers: their state under /run/cairn and their data (var, home, root, log) under /var/lib/cairn',
   builder: (y) =>
     y
       .positional('names', { type: 'string', array: true, demandOption: true, describe: 'Container names (see cairn ps)' })

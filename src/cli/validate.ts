@@ -23,9 +23,7 @@ const command: CommandModule<object, Args> = {
   command: 'validate <recipe>',
   describe: 'Check a recipe and list every problem with its line and column',
   builder: (yargs) =>
-    yargs
-      .positional('recipe', OPTIONS.recipe)
-      .option('json', { ...OPTIONS.json, describe: 'Print {ok, errors: [{file, line, column, path, message}]}' }),
+    yargs.positional('recipe', OPTIONS.recipe).option('json', { ...OPTIONS.json, describe: 'Print {ok, errors: [{file, line, column, path, message}]}' }),
   handler: validateHandler,
 };
 

@@ -21,8 +21,18 @@ async function verifyHandler(args: Args): Promise<void> {
     );
   }
   const described = describeSigners(signers, keys);
-  const report = { name: manifest.name, version: manifest.version, signers: described, artifacts: Object.keys(manifest.artifacts).length, rootHash: manifest.usr.rootHash };
-  output(args.json, report, (r) => r.signers.map((s) => `signed by ${formatSigner(s)}\n`).join('') + `${r.name} ${r.version}: ${r.artifacts} artifacts match\n`);
+  const report = {
+    name: manifest.name,
+    version: manifest.version,
+    signers: described,
+    artifacts: Object.keys(manifest.artifacts).length,
+    rootHash: manifest.usr.rootHash,
+  };
+  output(
+    args.json,
+    report,
+    (r) => r.signers.map((s) => `signed by ${formatSigner(s)}\n`).join('') + `${r.name} ${r.version}: ${r.artifacts} artifacts match\n`,
+  );
 }
 
 const command: CommandModule<object, Args> = {

@@ -63,8 +63,10 @@ function checkOptions(opts: ArchiveOptions): string {
 function checkCoverage(release: ReleaseFile, opts: ArchiveOptions, where: string): void {
   // A mirror answering for another suite (an older stable, say) would be a downgrade.
   if (release.suite !== opts.suite && release.codename !== opts.suite) {
-    throw new CairnError(`${where}: describes suite "${release.suite}" (codename "${release.codename}"), not "${opts.suite}"`,
-      'the mirror is misconfigured or replaying another suite\'s metadata');
+    throw new CairnError(
+      `${where}: describes suite "${release.suite}" (codename "${release.codename}"), not "${opts.suite}"`,
+      "the mirror is misconfigured or replaying another suite's metadata",
+    );
   }
   if (release.architectures.length > 0 && !release.architectures.includes(opts.architecture)) {
     throw new CairnError(`${where}: has no architecture "${opts.architecture}" (it has ${release.architectures.join(', ')})`);
@@ -91,8 +93,10 @@ interface IndexPlan {
 function planIndex(base: string, release: ReleaseFile, distsUrl: string): IndexPlan {
   const path = INDEX_SUFFIXES.map((s) => base + s).find((p) => release.files.has(p));
   if (path === undefined) {
-    throw new CairnError(`InRelease from ${distsUrl} lists no ${base} index (tried ${INDEX_SUFFIXES.map((s) => base + s).join(', ')})`,
-      'check the component and architecture');
+    throw new CairnError(
+      `InRelease from ${distsUrl} lists no ${base} index (tried ${INDEX_SUFFIXES.map((s) => base + s).join(', ')})`,
+      'check the component and architecture',
+    );
   }
   const entry = release.files.get(path)!;
   const dir = path.slice(0, path.lastIndexOf('/'));
@@ -140,7 +144,10 @@ export async function openArchive(opts: ArchiveOptions): Promise<Archive> {
   const plans = opts.components.map((c) => planIndex(`${c}/binary-${opts.architecture}/Packages`, release, distsUrl));
   const warm = await Promise.all(plans.map((p) => (p.plain ? cache.get(p.plain.sha256) : null)));
   const cold = plans.filter((_, i) => warm[i] === null);
-  const fetched = await cache.fetchAll(cold.map((p) => ({ url: p.url, sha256: p.entry.sha256, size: p.entry.size, name: p.path })), { progress: opts.progress });
+  const fetched = await cache.fetchAll(
+    cold.map((p) => ({ url: p.url, sha256: p.entry.sha256, size: p.entry.size, name: p.path })),
+    { progress: opts.progress },
+  );
   const texts = await Promise.all(plans.map((p, i) => warm[i] ?? decodeIndex(p, fetched.paths.get(p.entry.sha256)!, distsUrl, cache)));
   const packages = plans.flatMap((p, i) => parsePackagesIndex(texts[i].toString('utf8'), { origin: `${distsUrl}/${p.base}` }));
   return {

@@ -19,8 +19,10 @@ export interface ParseControlOptions {
 const FIELD_NAME = /^[!-9;-~]+$/;
 
 function fail(origin: string, line: number, why: string): CairnError {
-  return new CairnError(`${origin}:${line}: ${why}`,
-    'deb822 data is "Field: value" lines, continuation lines starting with a space, paragraphs separated by blank lines');
+  return new CairnError(
+    `${origin}:${line}: ${why}`,
+    'deb822 data is "Field: value" lines, continuation lines starting with a space, paragraphs separated by blank lines',
+  );
 }
 
 /** How one parsed text spells its field names: lower-cased name → the spelling kept. */

@@ -145,7 +145,11 @@ export class MemberReadAhead {
   private wake: (() => void) | null = null;
   private taken = false;
 
-  constructor(debPath: string, readonly member: ArMember & { compression: CompressionKind }, private readonly cap: number) {
+  constructor(
+    debPath: string,
+    readonly member: ArMember & { compression: CompressionKind },
+    private readonly cap: number,
+  ) {
     if (member.size === 0) throw debError(debPath, `${member.name} is empty`);
     this.source = createReadStream(debPath, { start: member.offset, end: member.offset + member.size - 1 });
     this.unpack = decompressor(member.compression);
@@ -193,7 +197,9 @@ export class MemberReadAhead {
         continue;
       }
       if (this.ended) return;
-      await new Promise<void>((resolve) => { this.wake = resolve; });
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+      });
     }
   }
 
@@ -348,11 +354,7 @@ export async function readDataAhead(debPath: string, cap: number): Promise<Membe
  * The first regular file of the data member whose path (as `entryPath` gives it) satisfies
  * `match`, read whole (up to `limit` bytes), or null when there is none.
  */
-export async function readDebFile(
-  debPath: string,
-  match: (path: string) => boolean,
-  limit = 64 << 20,
-): Promise<{ path: string; data: Buffer } | null> {
+export async function readDebFile(debPath: string, match: (path: string) => boolean, limit = 64 << 20): Promise<{ path: string; data: Buffer } | null> {
   const layout = await readDebLayout(debPath);
   let found: { path: string; data: Buffer } | null = null;
   await forEachTarEntry(debPath, layout.data, async (header, body) => {

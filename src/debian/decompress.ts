@@ -19,7 +19,9 @@ export function compressionOf(name: string): CompressionKind {
 function toolStream(command: string, args: string[]): Duplex {
   const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
-  child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
   // The output ends only once the tool has exited cleanly, so truncated or corrupt input is an
   // error for the reader rather than a silently short stream.
   const output = new PassThrough();
@@ -29,13 +31,17 @@ function toolStream(command: string, args: string[]): Duplex {
   const input = new PassThrough();
   input.pipe(child.stdin);
   const duplex = Duplex.from({ writable: input, readable: output });
-  child.on('error', (err) => duplex.destroy(new CairnError(`cannot run ${command}: ${err.message}`, `install it (apt-get install ${command === 'xz' ? 'xz-utils' : command})`)));
+  child.on('error', (err) =>
+    duplex.destroy(new CairnError(`cannot run ${command}: ${err.message}`, `install it (apt-get install ${command === 'xz' ? 'xz-utils' : command})`)),
+  );
   child.on('close', (code) => {
     if (code === 0) output.end();
     else duplex.destroy(new CairnError(`${command} could not decompress the data: ${stderr.trim() || `exit code ${code}`}`));
   });
   // A consumer that stops early (a rejected archive) must not leave the tool writing into a closed pipe.
-  duplex.on('close', () => { if (child.exitCode === null) child.kill(); });
+  duplex.on('close', () => {
+    if (child.exitCode === null) child.kill();
+  });
   child.stdin.on('error', () => undefined);
   return duplex;
 }
@@ -43,10 +49,14 @@ function toolStream(command: string, args: string[]): Duplex {
 /** A transform stream that decompresses `kind`. */
 export function decompressor(kind: CompressionKind): Duplex {
   switch (kind) {
-    case 'gz': return createGunzip();
-    case 'xz': return toolStream('xz', ['-dc', '-T1']);
-    case 'zst': return toolStream('zstd', ['-dcq']);
-    case 'none': return new PassThrough();
+    case 'gz':
+      return createGunzip();
+    case 'xz':
+      return toolStream('xz', ['-dc', '-T1']);
+    case 'zst':
+      return toolStream('zstd', ['-dcq']);
+    case 'none':
+      return new PassThrough();
   }
 }
 

@@ -158,7 +158,10 @@ export class FetchCache {
       }
     }
     const progress = opts.progress;
-    progress?.start(missing.length, missing.reduce((sum, i) => sum + i.size, 0));
+    progress?.start(
+      missing.length,
+      missing.reduce((sum, i) => sum + i.size, 0),
+    );
     let next = 0;
     let failing = false;
     const worker = async (): Promise<void> => {
@@ -216,7 +219,9 @@ export class FetchCache {
       have = 0;
     }
     const res = await request(item.url, { dispatcher: dispatcherFor(this.http), headers: have > 0 ? { range: `bytes=${have}-` } : {} });
-    const discard = async (): Promise<void> => { await res.body.dump().catch(() => undefined); };
+    const discard = async (): Promise<void> => {
+      await res.body.dump().catch(() => undefined);
+    };
     if (res.statusCode === 206 && have > 0) {
       const range = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(String(res.headers['content-range'] ?? ''));
       if (!range || Number(range[1]) !== have) {

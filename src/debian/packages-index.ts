@@ -37,8 +37,7 @@ function required(par: Paragraph, name: string): string {
 }
 
 function checkFilename(path: string): string {
-  const bad = !FILENAME_CHARS.test(path) || path.startsWith('/') ||
-    path.split('/').some((part) => part === '' || part === '.' || part === '..');
+  const bad = !FILENAME_CHARS.test(path) || path.startsWith('/') || path.split('/').some((part) => part === '' || part === '.' || part === '..');
   if (bad) throw new StanzaError(`has an unsafe Filename "${path}" (expected a relative path like pool/main/f/foo/foo_1.0_amd64.deb)`);
   return path;
 }
@@ -96,8 +95,7 @@ export function parsePackagesIndex(text: string, options: ParsePackagesOptions =
       const name = getField(par, 'Package');
       const version = getField(par, 'Version');
       const which = name === undefined ? `stanza ${index + 1}` : `package "${name}"${version === undefined ? '' : ` ${version}`} (stanza ${index + 1})`;
-      throw new CairnError(`${origin}: ${which} ${err.message}`,
-        'the index is corrupt or not a Debian Packages file; check the mirror');
+      throw new CairnError(`${origin}: ${which} ${err.message}`, 'the index is corrupt or not a Debian Packages file; check the mirror');
     }
   });
 }

@@ -8,8 +8,10 @@ import { parseVersion } from './version.js';
 const TERM = /^([a-z0-9][a-z0-9+.-]*)(?::([a-z0-9-]+))?\s*(?:\(\s*(<<|<=|>=|>>|=|<|>)\s*([^\s()<>=][^\s()]*)\s*\))?\s*(?:\[[^\]]*\]\s*)?(?:<[^>]*>\s*)*$/;
 
 function bad(text: string, why: string): CairnError {
-  return new CairnError(`invalid relation "${text.trim()}": ${why}`,
-    'a relation is "name[:arch] [(op version)]" with op one of << <= = >= >>, alternatives separated by "|"');
+  return new CairnError(
+    `invalid relation "${text.trim()}": ${why}`,
+    'a relation is "name[:arch] [(op version)]" with op one of << <= = >= >>, alternatives separated by "|"',
+  );
 }
 
 // A Packages index repeats the same terms ("libc6 (>= 2.38)") tens of thousands of times; sharing
@@ -36,7 +38,7 @@ function parseNewTerm(term: string): Relation {
   let version: string | null = null;
   if (m[3] !== undefined && m[4] !== undefined) {
     // dpkg still reads the obsolete "<" and ">" as "<=" and ">=".
-    op = m[3] === '<' ? '<=' : m[3] === '>' ? '>=' : m[3] as VersionOp;
+    op = m[3] === '<' ? '<=' : m[3] === '>' ? '>=' : (m[3] as VersionOp);
     version = m[4];
     try {
       parseVersion(version);

@@ -36,9 +36,12 @@ function listed(items: string[]): string {
 
 function rootPhrase(root: Chosen): string {
   switch (root.reason.kind) {
-    case 'essential': return `the Essential package ${root.record.name}`;
-    case 'priority': return `${root.record.name} (Priority: ${root.reason.priority})`;
-    default: return root.record.name;
+    case 'essential':
+      return `the Essential package ${root.record.name}`;
+    case 'priority':
+      return `${root.record.name} (Priority: ${root.reason.priority})`;
+    default:
+      return root.record.name;
   }
 }
 
@@ -77,7 +80,8 @@ export function explainDeadEnd(deadEnd: DeadEnd, universe: Universe, where: stri
   const verb = field === 'Pre-Depends' ? 'pre-depends on' : 'depends on';
   return new CairnError(
     `cannot install ${rootPhrase(chain[0]!)}${path}: ${label(from.record)} ${verb} "${wanted}", but ${details.join('; ')} (${where})`,
-    HINT);
+    HINT,
+  );
 }
 
 /** Levenshtein distance, giving up (returning limit + 1) once it must exceed `limit`. */
@@ -117,6 +121,8 @@ function closestName(name: string, candidates: Iterable<string>): string | null 
 export function explainUnknown(name: string, universe: Universe, where: string): CairnError {
   const suggestion = closestName(name, [...universe.byName.keys(), ...universe.providers.keys()]);
   const guess = suggestion === null ? '' : `; did you mean "${suggestion}"?`;
-  return new CairnError(`cannot install "${name}": no package in the archive (${where}) is called that or provides it${guess}`,
-    'check the spelling, the suite and the components the recipe names');
+  return new CairnError(
+    `cannot install "${name}": no package in the archive (${where}) is called that or provides it${guess}`,
+    'check the spelling, the suite and the components the recipe names',
+  );
 }

@@ -117,7 +117,10 @@ class Selection {
     for (const provide of record.provides) {
       this.append(this.provided, provide.name, { record, version: provide.version });
     }
-    for (const [fieldRelations, field] of [[record.conflicts, 'conflicts with'], [record.breaks, 'breaks']] as const) {
+    for (const [fieldRelations, field] of [
+      [record.conflicts, 'conflicts with'],
+      [record.breaks, 'breaks'],
+    ] as const) {
       for (const group of fieldRelations) {
         for (const relation of group) this.append(this.negatives, relation.name, { from: chosen, relation, field });
       }
@@ -170,7 +173,10 @@ class Selection {
         }
       }
     }
-    for (const [fieldRelations, field] of [[record.conflicts, 'conflicts with'], [record.breaks, 'breaks']] as const) {
+    for (const [fieldRelations, field] of [
+      [record.conflicts, 'conflicts with'],
+      [record.breaks, 'breaks'],
+    ] as const) {
       for (const group of fieldRelations) {
         for (const relation of group) {
           const hit = this.satisfying(relation);
@@ -186,19 +192,26 @@ class Selection {
 
 export function describeReason(reason: SelectionReason): string {
   switch (reason.kind) {
-    case 'requested': return 'requested';
-    case 'installed': return 'in the base image';
-    case 'essential': return 'Essential';
-    case 'priority': return `Priority: ${reason.priority}`;
-    case 'dependency': return `dependency of ${reason.of}`;
+    case 'requested':
+      return 'requested';
+    case 'installed':
+      return 'in the base image';
+    case 'essential':
+      return 'Essential';
+    case 'priority':
+      return `Priority: ${reason.priority}`;
+    case 'dependency':
+      return `dependency of ${reason.of}`;
   }
 }
 
 function parseRequest(entry: string): { name: string; version: string | null } {
   const m = /^([a-z0-9][a-z0-9+.-]+)(?:=([^\s=]+))?$/.exec(entry);
   if (m === null) {
-    throw new CairnError(`invalid package request "${entry}": expected "name" or "name=version"`,
-      'package names are lower-case letters, digits and + . - (for example systemd or systemd=257.9-1)');
+    throw new CairnError(
+      `invalid package request "${entry}": expected "name" or "name=version"`,
+      'package names are lower-case letters, digits and + . - (for example systemd or systemd=257.9-1)',
+    );
   }
   return { name: m[1]!, version: m[2] ?? null };
 }
@@ -219,8 +232,7 @@ export function resolve(request: ResolveRequest, records: PackageRecord[]): Reso
   for (const root of roots) {
     const clash = selection.clash(root.record);
     if (clash !== null) {
-      throw new CairnError(`cannot install ${label(root.record)} (${describeReason(root.reason)}): ${clash} (${where})`,
-        'drop one of the two from the recipe');
+      throw new CairnError(`cannot install ${label(root.record)} (${describeReason(root.reason)}): ${clash} (${where})`, 'drop one of the two from the recipe');
     }
     selection.add(root);
   }
@@ -334,7 +346,9 @@ function noteTie(picked: Candidate, candidates: Candidate[], notes: string[]): v
     .filter((c) => c.via !== null && c.relation === picked.relation && c.record.name !== picked.record.name && rank(c.record) === rank(picked.record))
     .map((c) => c.record.name);
   if (rivals.length === 0) return;
-  notes.push(`several packages provide "${picked.relation.name}" equally well (${[picked.record.name, ...new Set(rivals)].join(', ')}); chose ${picked.record.name} (cairn breaks such ties by name, apt by its cache order)`);
+  notes.push(
+    `several packages provide "${picked.relation.name}" equally well (${[picked.record.name, ...new Set(rivals)].join(', ')}); chose ${picked.record.name} (cairn breaks such ties by name, apt by its cache order)`,
+  );
 }
 
 function chooseRoots(request: ResolveRequest, universe: Universe, installed: Map<string, PackageRecord>, where: string, notes: string[]): Chosen[] {
@@ -344,8 +358,10 @@ function chooseRoots(request: ResolveRequest, universe: Universe, installed: Map
     const present = installed.get(name);
     if (present !== undefined) {
       if (version !== null && version !== present.version) {
-        throw new CairnError(`cannot install "${entry}": the base image has ${label(present)}, which a layer cannot replace`,
-          `request "${name}" without a version, or rebuild the base with ${name}=${version}`);
+        throw new CairnError(
+          `cannot install "${entry}": the base image has ${label(present)}, which a layer cannot replace`,
+          `request "${name}" without a version, or rebuild the base with ${name}=${version}`,
+        );
       }
       notes.push(`${label(present)} is already in the base image`);
       continue;
@@ -353,8 +369,10 @@ function chooseRoots(request: ResolveRequest, universe: Universe, installed: Map
     const record = requestedRecord(name, version, universe, where, notes);
     const earlier = roots.get(record.name);
     if (earlier !== undefined && earlier.record !== record) {
-      throw new CairnError(`"${entry}" asks for ${label(record)} but another request asks for ${label(earlier.record)}`,
-        'list each package once in the recipe');
+      throw new CairnError(
+        `"${entry}" asks for ${label(record)} but another request asks for ${label(earlier.record)}`,
+        'list each package once in the recipe',
+      );
     }
     roots.set(record.name, { record, reason: { kind: 'requested' }, parent: null });
   }
@@ -383,8 +401,7 @@ function requestedRecord(name: string, version: string | null, universe: Univers
     const providers = [...new Set((universe.providers.get(name) ?? []).map((p) => p.record.name))];
     if (providers.length === 0) throw explainUnknown(name, universe, where);
     if (providers.length > 1 || version !== null) {
-      throw new CairnError(`"${name}" is a virtual package provided by ${providers.join(', ')} (${where})`,
-        'request one of the providing packages by name');
+      throw new CairnError(`"${name}" is a virtual package provided by ${providers.join(', ')} (${where})`, 'request one of the providing packages by name');
     }
     notes.push(`"${name}" is a virtual package; installing ${providers[0]}, the only package that provides it`);
     return universe.byName.get(providers[0]!)![0]!;
@@ -392,8 +409,10 @@ function requestedRecord(name: string, version: string | null, universe: Univers
   if (version === null) return versions[0]!;
   const pinned = versions.find((record) => record.version === version);
   if (pinned === undefined) {
-    throw new CairnError(`cannot install "${name}=${version}": the archive has ${versions.map(label).join(', ')} (${where})`,
-      `request one of those versions, or just "${name}" for the newest`);
+    throw new CairnError(
+      `cannot install "${name}=${version}": the archive has ${versions.map(label).join(', ')} (${where})`,
+      `request one of those versions, or just "${name}" for the newest`,
+    );
   }
   return pinned;
 }

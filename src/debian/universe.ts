@@ -18,8 +18,11 @@ export function priorityRank(priority: string): number {
 }
 
 function byVersionDescending(a: PackageRecord, b: PackageRecord): number {
-  return compareVersions(b.version, a.version) || (a.architecture < b.architecture ? -1 : a.architecture > b.architecture ? 1 : 0) ||
-    (a.filename < b.filename ? -1 : a.filename > b.filename ? 1 : 0);
+  return (
+    compareVersions(b.version, a.version) ||
+    (a.architecture < b.architecture ? -1 : a.architecture > b.architecture ? 1 : 0) ||
+    (a.filename < b.filename ? -1 : a.filename > b.filename ? 1 : 0)
+  );
 }
 
 /**
@@ -29,9 +32,11 @@ function byVersionDescending(a: PackageRecord, b: PackageRecord): number {
  */
 export function compareProviders(a: Provider, b: Provider): number {
   if (a.record.essential !== b.record.essential) return a.record.essential ? -1 : 1;
-  return priorityRank(a.record.priority) - priorityRank(b.record.priority) ||
+  return (
+    priorityRank(a.record.priority) - priorityRank(b.record.priority) ||
     (a.record.name < b.record.name ? -1 : a.record.name > b.record.name ? 1 : 0) ||
-    byVersionDescending(a.record, b.record);
+    byVersionDescending(a.record, b.record)
+  );
 }
 
 export class Universe {
@@ -41,7 +46,10 @@ export class Universe {
   readonly providers = new Map<string, Provider[]>();
 
   /** Keeps only what installs on `architecture`: its own packages and `all`. */
-  constructor(records: Iterable<PackageRecord>, readonly architecture: string) {
+  constructor(
+    records: Iterable<PackageRecord>,
+    readonly architecture: string,
+  ) {
     const seen = new Set<string>();
     for (const record of records) {
       if (record.architecture !== architecture && record.architecture !== 'all') continue;

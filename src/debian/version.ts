@@ -16,8 +16,10 @@ const REVISION_CHARS = /^[A-Za-z0-9.+~]*$/;
 const MAX_EPOCH = 2 ** 31 - 1;
 
 function invalid(text: string, why: string): CairnError {
-  return new CairnError(`invalid Debian version "${text}": ${why}`,
-    'a version is [epoch:]upstream[-revision], the upstream part starting with a digit (for example 1:2.36-9)');
+  return new CairnError(
+    `invalid Debian version "${text}": ${why}`,
+    'a version is [epoch:]upstream[-revision], the upstream part starting with a digit (for example 1:2.36-9)',
+  );
 }
 
 /**
@@ -129,10 +131,15 @@ export function compareVersions(a: string, b: string): number {
 export function satisfies(version: string, op: VersionOp, bound: string): boolean {
   const c = compareVersions(version, bound);
   switch (op) {
-    case '<<': return c < 0;
-    case '<=': return c <= 0;
-    case '=': return c === 0;
-    case '>=': return c >= 0;
-    case '>>': return c > 0;
+    case '<<':
+      return c < 0;
+    case '<=':
+      return c <= 0;
+    case '=':
+      return c === 0;
+    case '>=':
+      return c >= 0;
+    case '>>':
+      return c > 0;
   }
 }

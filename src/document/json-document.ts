@@ -4,7 +4,6 @@ import type { ValidateFunction } from 'ajv';
 import { brotliCompressSync, brotliDecompressSync, constants as zc } from 'node:zlib';
 import { CairnError } from '../errors.js';
 
-
 /** Parses and validates `text`; `what` names the kind of document in errors ("a cairn manifest"). */
 export function parseJsonDocument<T>(text: string, where: string, validate: ValidateFunction<T>, what: string, maxBytes: number, hint?: string): T {
   if (text.length > maxBytes) throw new CairnError(`${where}: ${text.length} bytes is too big for ${what} (at most ${maxBytes})`, hint);

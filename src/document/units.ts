@@ -52,6 +52,7 @@ export function parseDuration(value: number | string, what = 'duration'): number
 export function parseTime(text: string, what: string): Date {
   if (text === 'now') return new Date();
   const t = Date.parse(text);
-  if (!/^\d{4}-\d{2}-\d{2}/.test(text) || Number.isNaN(t)) throw new CairnError(`${what}: "${text}" is not a time`, 'write an ISO 8601 time such as 2026-12-01T09:00:00Z, or "now"');
+  if (!/^\d{4}-\d{2}-\d{2}/.test(text) || Number.isNaN(t))
+    throw new CairnError(`${what}: "${text}" is not a time`, 'write an ISO 8601 time such as 2026-12-01T09:00:00Z, or "now"');
   return new Date(t);
 }

@@ -59,9 +59,7 @@ export function validateYamlText(text: string, file: string, options: YamlValida
   const { validate } = options;
   const problems: Problem[] = validate(data) ? [] : translateSchemaErrors(validate.errors ?? [], data, (path) => locator.written(path));
   if (options.check) problems.push(...options.check(data, locator));
-  const errors = sortIssues(
-    problems.map((p): SourceIssue => ({ file, ...locator.position(p.path, p.anchor), path: formatPath(p.path), message: p.message })),
-  );
+  const errors = sortIssues(problems.map((p): SourceIssue => ({ file, ...locator.position(p.path, p.anchor), path: formatPath(p.path), message: p.message })));
   return errors.length > 0 ? { errors } : { data, errors };
 }
 

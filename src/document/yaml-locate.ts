@@ -32,7 +32,7 @@ export class YamlLocator {
   /** The YAML node at `path`, following aliases, or undefined when the text has none there. */
   node(path: DataPath): Node | undefined {
     const steps = this.walk(path);
-    return steps.length === path.length + 1 ? steps[steps.length - 1]!.node ?? undefined : undefined;
+    return steps.length === path.length + 1 ? (steps[steps.length - 1]!.node ?? undefined) : undefined;
   }
 
   /** The text of the scalar at `path` as written, or undefined for anything else. */

@@ -25,7 +25,10 @@ const MAX_FIELD = 0xffffffff;
 function checkPath(path: string): string {
   const parts = path.split('/');
   if (path === '' || parts.some((p) => p === '' || p === '.' || p === '..') || path.includes('\0')) {
-    throw new CairnError(`cpio entry path ${JSON.stringify(path)} is not a clean relative path`, 'use paths like "lib/modules/erofs.ko" without a leading "/", "." or ".."');
+    throw new CairnError(
+      `cpio entry path ${JSON.stringify(path)} is not a clean relative path`,
+      'use paths like "lib/modules/erofs.ko" without a leading "/", "." or ".."',
+    );
   }
   if (path === TRAILER) throw new CairnError(`cpio entry path ${JSON.stringify(path)} is reserved for the end-of-archive marker`);
   return path;
@@ -58,7 +61,9 @@ function record(r: CpioRecord, ino: number, mtime: number): Buffer[] {
   const header = Buffer.from(
     '070701' +
       [ino, r.mode, 0, 0, r.nlink, mtime, r.data.length, 0, 0, r.rdevMajor, r.rdevMinor, name.length, 0]
-        .map((v, i) => hex8(v, ['inode', 'mode', 'uid', 'gid', 'nlink', 'mtime', 'file size', 'devmajor', 'devminor', 'rdevmajor', 'rdevminor', 'name size', 'check'][i]!))
+        .map((v, i) =>
+          hex8(v, ['inode', 'mode', 'uid', 'gid', 'nlink', 'mtime', 'file size', 'devmajor', 'devminor', 'rdevmajor', 'rdevminor', 'name size', 'check'][i]!),
+        )
         .join(''),
     'ascii',
   );
@@ -68,8 +73,10 @@ function record(r: CpioRecord, ino: number, mtime: number): Buffer[] {
 function toRecord(e: CpioEntry): CpioRecord {
   const base = { name: e.path, nlink: 1, data: new Uint8Array(0), rdevMajor: 0, rdevMinor: 0 };
   switch (e.type) {
-    case 'dir': return { ...base, mode: S_IFDIR | permissions(e.mode, 0o755, e.path), nlink: 2 };
-    case 'file': return { ...base, mode: S_IFREG | permissions(e.mode, 0o644, e.path), data: e.data };
+    case 'dir':
+      return { ...base, mode: S_IFDIR | permissions(e.mode, 0o755, e.path), nlink: 2 };
+    case 'file':
+      return { ...base, mode: S_IFREG | permissions(e.mode, 0o644, e.path), data: e.data };
     case 'symlink':
       if (e.target === '' || e.target.includes('\0')) throw new CairnError(`cpio symlink ${e.path} has an empty or NUL-containing target`);
       return { ...base, mode: S_IFLNK | 0o777, data: Buffer.from(e.target, 'utf8') };
@@ -109,4 +116,3 @@ export function cpioArchive(entries: readonly CpioEntry[], options: CpioOptions)
   parts.push(...record({ name: TRAILER, mode: 0, nlink: 1, data: new Uint8Array(0), rdevMajor: 0, rdevMinor: 0 }, 0, 0));
   return Buffer.concat(parts);
 }
-

@@ -1,7 +1,23 @@
 // disk.raw: the GPT of the Design's layout with the build's artifacts copied into their partitions,
 // and the writable root file system that goes into it.
 import { createHash, randomBytes } from 'node:crypto';
-import { chmod, copyFile, type FileHandle, lchown, lstat, lutimes, mkdir, mkdtemp, open, readdir, readlink, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import {
+  chmod,
+  copyFile,
+  type FileHandle,
+  lchown,
+  lstat,
+  lutimes,
+  mkdir,
+  mkdtemp,
+  open,
+  readdir,
+  readlink,
+  rename,
+  rm,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { CairnError } from '../errors.js';
 import type { DiskSpec } from '../recipe/types.js';
@@ -12,7 +28,10 @@ import { formatUuid, verityPartitionUuids } from './verity.js';
 
 /** A UUID that is the same for every build of `parts` (RFC 9562 version 8: custom, hash-based). */
 export function stableUuid(...parts: string[]): string {
-  const bytes = createHash('sha256').update(`cairn\0${parts.join('\0')}`).digest().subarray(0, 16);
+  const bytes = createHash('sha256')
+    .update(`cairn\0${parts.join('\0')}`)
+    .digest()
+    .subarray(0, 16);
   bytes[6] = (bytes[6]! & 0x0f) | 0x80;
   bytes[8] = (bytes[8]! & 0x3f) | 0x80;
   return formatUuid(bytes);
@@ -98,7 +117,12 @@ async function copyInto(disk: FileHandle, source: string, offset: number): Promi
  */
 export async function writeDisk(options: DiskOptions): Promise<GptLayout> {
   const partitions = diskPartitions(options);
-  const contents: [number, string | null, keyof DiskSizes][] = [[0, options.esp, 'esp'], [1, options.usr, 'usr'], [2, options.usrVerity, 'usrVerity'], [5, options.root, 'root']];
+  const contents: [number, string | null, keyof DiskSizes][] = [
+    [0, options.esp, 'esp'],
+    [1, options.usr, 'usr'],
+    [2, options.usrVerity, 'usrVerity'],
+    [5, options.root, 'root'],
+  ];
   for (const [, path, key] of contents) {
     if (path === null) continue;
     let size: number;
@@ -108,7 +132,9 @@ export async function writeDisk(options: DiskOptions): Promise<GptLayout> {
       throw new CairnError(`cannot read ${path} for disk.raw: ${(err as Error).message}`);
     }
     if (size > options.sizes[key]) {
-      throw new CairnError(`${basename(path)} is ${mib(size, Math.ceil)} but ${SIZE_KEYS[key]} is ${mib(options.sizes[key], Math.floor)}: raise ${SIZE_KEYS[key]} in the recipe`);
+      throw new CairnError(
+        `${basename(path)} is ${mib(size, Math.ceil)} but ${SIZE_KEYS[key]} is ${mib(options.sizes[key], Math.floor)}: raise ${SIZE_KEYS[key]} in the recipe`,
+      );
     }
   }
   const diskSize = diskSizeFor(partitions);
@@ -158,7 +184,11 @@ async function stageSkeleton(tree: string, staging: string, sourceDateEpoch: num
     const names = (await readdir(join(tree, relative))).sort();
     for (const name of names) {
       const path = relative === '' ? name : `${relative}/${name}`;
-      if (!DEBUGFS_SAFE.test(name)) throw new CairnError(`${join(tree, path)}: cairn cannot put this name into the root file system`, 'keep names outside /usr to letters, digits and ._+@:,=-');
+      if (!DEBUGFS_SAFE.test(name))
+        throw new CairnError(
+          `${join(tree, path)}: cairn cannot put this name into the root file system`,
+          'keep names outside /usr to letters, digits and ._+@:,=-',
+        );
       const source = join(tree, path);
       const target = join(staging, path);
       const info = await lstat(source);
@@ -187,7 +217,10 @@ async function stageSkeleton(tree: string, staging: string, sourceDateEpoch: num
 export async function makeRootFs(options: RootFsOptions): Promise<void> {
   const { output, size, sourceDateEpoch, name } = options;
   if (!Number.isSafeInteger(size) || size % BLOCK !== 0 || size < 8 * MiB) {
-    throw new CairnError(`disk.root is ${size} bytes; the root file system needs a multiple of ${BLOCK} bytes and at least 8 MiB`, 'set disk.root in the recipe, e.g. 256MiB');
+    throw new CairnError(
+      `disk.root is ${size} bytes; the root file system needs a multiple of ${BLOCK} bytes and at least 8 MiB`,
+      'set disk.root in the recipe, e.g. 256MiB',
+    );
   }
   const dir = dirname(output);
   const staging = await mkdtemp(join(dir, '.root-staging-'));
@@ -203,13 +236,33 @@ export async function makeRootFs(options: RootFsOptions): Promise<void> {
     } finally {
       await handle.close();
     }
-    await runTool('mkfs.ext4', [
-      '-q', '-F', '-t', 'ext4', '-b', String(BLOCK), '-I', '256', '-i', '16384', '-L', 'root',
-      '-O', 'has_journal,ext_attr,resize_inode,dir_index,filetype,extent,64bit,flex_bg,sparse_super,large_file,huge_file,dir_nlink,extra_isize,metadata_csum',
-      '-U', stableUuid(name, 'root-fs'),
-      '-E', `hash_seed=${stableUuid(name, 'root-fs-hash-seed')},root_owner=0:0,lazy_itable_init=0,lazy_journal_init=0`,
-      '-d', skeleton, image,
-    ], env);
+    await runTool(
+      'mkfs.ext4',
+      [
+        '-q',
+        '-F',
+        '-t',
+        'ext4',
+        '-b',
+        String(BLOCK),
+        '-I',
+        '256',
+        '-i',
+        '16384',
+        '-L',
+        'root',
+        '-O',
+        'has_journal,ext_attr,resize_inode,dir_index,filetype,extent,64bit,flex_bg,sparse_super,large_file,huge_file,dir_nlink,extra_isize,metadata_csum',
+        '-U',
+        stableUuid(name, 'root-fs'),
+        '-E',
+        `hash_seed=${stableUuid(name, 'root-fs-hash-seed')},root_owner=0:0,lazy_itable_init=0,lazy_journal_init=0`,
+        '-d',
+        skeleton,
+        image,
+      ],
+      env,
+    );
     if (paths.length > 0) {
       const commands = paths.flatMap((p) => [`sif /${p} ctime @${sourceDateEpoch}`, `sif /${p} atime @${sourceDateEpoch}`]);
       const script = join(staging, 'debugfs.cmds');

@@ -31,7 +31,9 @@ const LEVELS: Record<string, [number, number]> = { lz4hc: [0, 12], lzma: [0, 9],
 /** Compressors the host's mkfs.erofs was built with, from its --help ("Available compressors are: lz4hc, lz4"). */
 export async function availableCompressors(): Promise<string[]> {
   // mkfs.erofs prints its help on stderr.
-  const { stdout, stderr } = await run(MKFS, ['--help']).catch((err: unknown) => { throw missingTool(err); });
+  const { stdout, stderr } = await run(MKFS, ['--help']).catch((err: unknown) => {
+    throw missingTool(err);
+  });
   const text = `${stdout}\n${stderr}`;
   const line = /Available compressors are:\s*(.*)/.exec(text);
   return line ? line[1]!.split(/[\s,]+/).filter(Boolean) : [];
@@ -51,7 +53,9 @@ export async function compressionArgument(compression: string): Promise<string> 
   if (!name || !available.includes(name) || rest.length > 0) {
     throw new CairnError(
       `/usr compression ${JSON.stringify(compression)} is not supported by this build host's mkfs.erofs`,
-      available.length > 0 ? `use one of ${available.join(', ')} (optionally with ",<level>"), or null for no compression` : 'this mkfs.erofs has no compressors: set usrCompression to null',
+      available.length > 0
+        ? `use one of ${available.join(', ')} (optionally with ",<level>"), or null for no compression`
+        : 'this mkfs.erofs has no compressors: set usrCompression to null',
     );
   }
   if (level !== undefined) {
@@ -159,7 +163,10 @@ export async function buildUsrImage(options: UsrImageOptions): Promise<{ size: n
     } catch (err) {
       const stderr = (err as { stderr?: string }).stderr?.trim();
       if (stderr === undefined) throw missingTool(err);
-      throw new CairnError(`${MKFS} failed on ${usr}: ${stderr.split('\n').slice(-3).join(' ')}`, 'check that the build host has room in the output directory and that the tree is readable');
+      throw new CairnError(
+        `${MKFS} failed on ${usr}: ${stderr.split('\n').slice(-3).join(' ')}`,
+        'check that the build host has room in the output directory and that the tree is readable',
+      );
     }
     const file = await open(tmp, 'r+');
     let size: number;

@@ -7,7 +7,6 @@ import { basename, dirname, join } from 'node:path';
 import { CairnError } from '../errors.js';
 import { partitionTypes } from './partition-types.js';
 
-
 export type EspFile = { path: string; source: string } | { path: string; content: string };
 
 export interface EspOptions {
@@ -27,7 +26,10 @@ function checkPaths(files: EspFile[]): void {
   for (const file of files) {
     const parts = file.path.split('/');
     if (parts.some((p) => !PATH_PART.test(p) || p.endsWith('.'))) {
-      throw new CairnError(`ESP path ${JSON.stringify(file.path)} is not a relative path of plain names`, 'use names of letters, digits, ".", "_", "+" and "-" separated by "/"');
+      throw new CairnError(
+        `ESP path ${JSON.stringify(file.path)} is not a relative path of plain names`,
+        'use names of letters, digits, ".", "_", "+" and "-" separated by "/"',
+      );
     }
     // FAT compares names without case, so EFI/Boot and EFI/BOOT are one directory.
     const key = file.path.toUpperCase();
@@ -91,7 +93,9 @@ export async function buildEsp(options: EspOptions): Promise<void> {
       await handle.close();
     }
     const fat = size >= FAT32_MIN ? ['-F', '32'] : [];
-    await runTool('mkfs.vfat', ['--invariant', '-i', volumeId(files, size, sourceDateEpoch), '-n', 'ESP', ...fat, image], { SOURCE_DATE_EPOCH: String(sourceDateEpoch) });
+    await runTool('mkfs.vfat', ['--invariant', '-i', volumeId(files, size, sourceDateEpoch), '-n', 'ESP', ...fat, image], {
+      SOURCE_DATE_EPOCH: String(sourceDateEpoch),
+    });
     const mtools = { MTOOLS_SKIP_CHECK: '1', TZ: 'UTC', MTOOLSRC: '/dev/null' };
     for (const d of order.dirs) await runTool('mcopy', ['-s', '-m', '-i', image, empty, `::/${d}`], mtools);
     for (const [index, file] of order.files.entries()) {
@@ -123,9 +127,15 @@ async function copyFileChecked(source: string, destination: string): Promise<voi
  * once a boot is blessed.
  */
 export function ukiFileName(name: string, version: string, tries: number): string {
-  for (const [what, value] of [['name', name], ['version', version]] as const) {
+  for (const [what, value] of [
+    ['name', name],
+    ['version', version],
+  ] as const) {
     if (!/^[A-Za-z0-9][A-Za-z0-9.~^-]*$/.test(value)) {
-      throw new CairnError(`the ${what} ${JSON.stringify(value)} cannot be part of a boot entry name`, 'use letters, digits, ".", "~", "^" and "-" ("+" starts the boot counter, "_" separates name and version)');
+      throw new CairnError(
+        `the ${what} ${JSON.stringify(value)} cannot be part of a boot entry name`,
+        'use letters, digits, ".", "~", "^" and "-" ("+" starts the boot counter, "_" separates name and version)',
+      );
     }
   }
   return `${name}_${version}+${tries}.efi`;

@@ -113,9 +113,13 @@ function place(diskSize: number, specs: GptPartitionSpec[]): GptPartition[] {
     const firstLba = offset / SECTOR;
     const lastLba = firstLba + spec.size / SECTOR - 1;
     if (firstLba < firstUsable || lastLba > lastUsable) {
-      throw new CairnError(`${where}: sectors ${firstLba}-${lastLba} lie outside the usable sectors ${firstUsable}-${lastUsable} of a ${diskSize}-byte disk`, 'make the disk larger or the partition smaller');
+      throw new CairnError(
+        `${where}: sectors ${firstLba}-${lastLba} lie outside the usable sectors ${firstUsable}-${lastUsable} of a ${diskSize}-byte disk`,
+        'make the disk larger or the partition smaller',
+      );
     }
-    if (offset < previousEnd) throw new CairnError(`${where}: starts at byte ${offset}, inside the previous partition`, 'list partitions in disk order without overlaps');
+    if (offset < previousEnd)
+      throw new CairnError(`${where}: starts at byte ${offset}, inside the previous partition`, 'list partitions in disk order without overlaps');
     previousEnd = offset + spec.size;
     const attributes = spec.attributes ?? 0n;
     if (attributes < 0n || attributes >= 1n << 64n) throw new CairnError(`${where}: attributes do not fit 64 bits`);
@@ -271,7 +275,8 @@ function parseHeader(sector: Buffer, which: string, expectedLba: number): Parsed
     entriesCrc: sector.readUInt32LE(88),
   };
   if (h.myLba !== expectedLba) fail(`MyLBA is ${h.myLba}, expected ${expectedLba}`);
-  if (h.entrySize < ENTRY_SIZE || h.entrySize % ENTRY_SIZE !== 0 || (h.entrySize & (h.entrySize - 1)) !== 0) fail(`entry size ${h.entrySize} is not 128 times a power of two`);
+  if (h.entrySize < ENTRY_SIZE || h.entrySize % ENTRY_SIZE !== 0 || (h.entrySize & (h.entrySize - 1)) !== 0)
+    fail(`entry size ${h.entrySize} is not 128 times a power of two`);
   if (h.entryCount === 0 || h.entryCount * h.entrySize > MAX_ENTRIES_BYTES) fail(`${h.entryCount} entries of ${h.entrySize} bytes is not a plausible table`);
   if (h.firstUsableLba > h.lastUsableLba) fail('the usable area is empty');
   return h;
@@ -286,7 +291,10 @@ function parseEntries(entries: Buffer, h: ParsedHeader): GptPartition[] {
     const firstLba = safeNumber(e.readBigUInt64LE(32), `partition ${i + 1} first LBA`);
     const lastLba = safeNumber(e.readBigUInt64LE(40), `partition ${i + 1} last LBA`);
     if (firstLba < h.firstUsableLba || lastLba > h.lastUsableLba || firstLba > lastLba) {
-      throw new CairnError(`GPT partition ${i + 1}: sectors ${firstLba}-${lastLba} lie outside the usable sectors ${h.firstUsableLba}-${h.lastUsableLba}`, 'the partition table is damaged');
+      throw new CairnError(
+        `GPT partition ${i + 1}: sectors ${firstLba}-${lastLba} lie outside the usable sectors ${h.firstUsableLba}-${h.lastUsableLba}`,
+        'the partition table is damaged',
+      );
     }
     const name = e.subarray(56, 56 + NAME_UNITS * 2).toString('utf16le');
     const end = name.indexOf('\0');
@@ -335,7 +343,13 @@ export async function readGpt(target: string | FileHandle): Promise<GptLayout> {
     const backup = await readTable(handle, primary.header.alternateLba, 'backup');
     const p = primary.header;
     const b = backup.header;
-    if (b.alternateLba !== 1 || b.diskGuid !== p.diskGuid || b.firstUsableLba !== p.firstUsableLba || b.lastUsableLba !== p.lastUsableLba || !backup.entries.equals(primary.entries)) {
+    if (
+      b.alternateLba !== 1 ||
+      b.diskGuid !== p.diskGuid ||
+      b.firstUsableLba !== p.firstUsableLba ||
+      b.lastUsableLba !== p.lastUsableLba ||
+      !backup.entries.equals(primary.entries)
+    ) {
       throw new CairnError('the primary and backup GPT differ', 'the partition table is damaged; rewrite the disk image or repair it with sgdisk');
     }
     if (p.lastUsableLba >= b.entriesLba || p.entriesLba + (p.entryCount * p.entrySize) / SECTOR > p.firstUsableLba) {
@@ -362,13 +376,23 @@ export async function setPartitionUuids(target: string, changes: { number: numbe
 }
 
 async function writeTables(target: string, layout: GptLayout): Promise<GptLayout> {
-  const specs: GptPartitionSpec[] = layout.partitions.map((p) => ({ label: p.label, type: p.type, uuid: p.uuid, start: p.offset, size: p.size, attributes: p.attributes }));
+  const specs: GptPartitionSpec[] = layout.partitions.map((p) => ({
+    label: p.label,
+    type: p.type,
+    uuid: p.uuid,
+    start: p.offset,
+    size: p.size,
+    attributes: p.attributes,
+  }));
   // buildGpt numbers partitions from 1 in list order: keep gaps out of this path.
   if (layout.partitions.some((p, i) => p.number !== i + 1)) throw new CairnError('GPT partitions are not numbered 1..n: cairn does not rewrite such a table');
   const { regions } = buildGpt(layout.diskSize, specs, layout.diskGuid);
   const [, primaryHeader, primaryEntries, backupEntries, backupHeader] = regions as [GptRegion, GptRegion, GptRegion, GptRegion, GptRegion];
   await withHandle(target, 'r+', async (handle) => {
-    for (const group of [[primaryEntries, primaryHeader], [backupEntries, backupHeader]]) {
+    for (const group of [
+      [primaryEntries, primaryHeader],
+      [backupEntries, backupHeader],
+    ]) {
       for (const r of group) await handle.write(r.data, 0, r.data.length, r.offset);
       await handle.sync();
     }
@@ -391,11 +415,26 @@ export async function repairGpt(target: string): Promise<'none' | 'from-primary'
     const stat = await handle.stat();
     for (const which of ['primary', 'backup'] as const) {
       try {
-        const lba = which === 'primary' ? 1 : (await readTable(handle, 1, 'primary').then((t) => t.header.alternateLba, () => (stat.isFile() ? stat.size / SECTOR - 1 : -1)));
+        const lba =
+          which === 'primary'
+            ? 1
+            : await readTable(handle, 1, 'primary').then(
+                (t) => t.header.alternateLba,
+                () => (stat.isFile() ? stat.size / SECTOR - 1 : -1),
+              );
         if (lba < 1) continue;
         const t = await readTable(handle, lba, which);
         const diskSize = stat.isFile() ? stat.size : ((which === 'primary' ? t.header.alternateLba : t.header.myLba) + 1) * SECTOR;
-        return { which, layout: { diskGuid: t.header.diskGuid, diskSize, firstUsableLba: t.header.firstUsableLba, lastUsableLba: t.header.lastUsableLba, partitions: parseEntries(t.entries, t.header) } };
+        return {
+          which,
+          layout: {
+            diskGuid: t.header.diskGuid,
+            diskSize,
+            firstUsableLba: t.header.firstUsableLba,
+            lastUsableLba: t.header.lastUsableLba,
+            partitions: parseEntries(t.entries, t.header),
+          },
+        };
       } catch {
         // try the other copy
       }

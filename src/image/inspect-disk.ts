@@ -38,13 +38,25 @@ function typeNames(arch: string): Map<string, string> {
 /** The ESP's EFI/Linux listing, read with mtools from the image at the ESP's offset. */
 async function listUkis(disk: string, espOffset: number): Promise<string[]> {
   const out = await runTool('mdir', ['-b', '-i', `${disk}@@${espOffset}`, '::EFI/Linux'], { MTOOLS_SKIP_CHECK: '1' });
-  return out.split('\n').filter((line) => line.trim() !== '').map((line) => basename(line.trim())).sort();
+  return out
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .map((line) => basename(line.trim()))
+    .sort();
 }
 
 export async function inspectDisk(path: string, arch: string): Promise<DiskReport> {
   const layout = await readGpt(path);
   const names = typeNames(arch);
-  const partitions = layout.partitions.map((p) => ({ number: p.number, label: p.label, type: p.type, typeName: names.get(p.type) ?? p.type, uuid: p.uuid, start: p.offset, size: p.size }));
+  const partitions = layout.partitions.map((p) => ({
+    number: p.number,
+    label: p.label,
+    type: p.type,
+    typeName: names.get(p.type) ?? p.type,
+    uuid: p.uuid,
+    start: p.offset,
+    size: p.size,
+  }));
   const esp = layout.partitions.find((p) => p.type === ESP_TYPE);
   return { path, size: layout.diskSize, partitions, ukis: esp ? await listUkis(path, esp.offset) : [] };
 }

@@ -45,10 +45,7 @@ export function unmetKernelOptions(fragment: KernelConfig, kernel: KernelConfig)
   const problems: KernelConfigProblem[] = [];
   for (const [option, wanted] of fragment) {
     const actual = kernel.get(option);
-    const ok =
-      wanted === null ? actual === undefined || actual === null
-      : wanted === 'm' ? actual === 'm' || actual === 'y'
-      : actual === wanted;
+    const ok = wanted === null ? actual === undefined || actual === null : wanted === 'm' ? actual === 'm' || actual === 'y' : actual === wanted;
     if (!ok) problems.push({ option, wanted, actual });
   }
   return problems;

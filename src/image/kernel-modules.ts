@@ -37,7 +37,8 @@ async function moduleFiles(dir: string): Promise<Map<string, string>> {
       else if (e.isFile() && MODULE_FILE.test(e.name)) {
         const name = moduleName(e.name);
         const other = found.get(name);
-        if (other !== undefined) throw new CairnError(`kernel module ${name} is there twice: ${other} and ${path}`, 'the kernel package is inconsistent; use another kernel package');
+        if (other !== undefined)
+          throw new CairnError(`kernel module ${name} is there twice: ${other} and ${path}`, 'the kernel package is inconsistent; use another kernel package');
         found.set(name, path);
       }
     }
@@ -54,7 +55,12 @@ async function builtinModules(dir: string): Promise<Set<string>> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new Set();
     throw err;
   }
-  return new Set(text.split('\n').filter((l) => l.trim() !== '').map((l) => moduleName(basename(l.trim()))));
+  return new Set(
+    text
+      .split('\n')
+      .filter((l) => l.trim() !== '')
+      .map((l) => moduleName(basename(l.trim()))),
+  );
 }
 
 /**
@@ -121,7 +127,10 @@ export async function moduleClosure(rootfs: string, kernelVersion: string, wante
     files = await moduleFiles(dir);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new CairnError(`the root tree has no modules for kernel ${kernelVersion} (${dir} is missing)`, 'check that the recipe\'s kernel package is installed and matches the kernel version');
+      throw new CairnError(
+        `the root tree has no modules for kernel ${kernelVersion} (${dir} is missing)`,
+        "check that the recipe's kernel package is installed and matches the kernel version",
+      );
     }
     throw err;
   }
@@ -132,7 +141,10 @@ export async function moduleClosure(rootfs: string, kernelVersion: string, wante
 
   const visit = async (name: string, optional: boolean): Promise<void> => {
     if (builtin.has(name) || done.has(name)) return;
-    if (visiting.includes(name)) throw new CairnError(`kernel ${kernelVersion}: modules depend on each other in a circle: ${[...visiting.slice(visiting.indexOf(name)), name].join(' → ')}`);
+    if (visiting.includes(name))
+      throw new CairnError(
+        `kernel ${kernelVersion}: modules depend on each other in a circle: ${[...visiting.slice(visiting.indexOf(name)), name].join(' → ')}`,
+      );
     const path = files.get(name);
     if (path === undefined) {
       if (optional) return;
@@ -147,7 +159,8 @@ export async function moduleClosure(rootfs: string, kernelVersion: string, wante
     const data = await decompressBuffer(await readFile(path), compressionOf(path));
     const info = readModinfo(data, source);
     const declared = info.get('name')?.[0];
-    if (declared !== undefined && declared !== name) throw new CairnError(`${source} calls itself ${declared}, but its file name says ${name}`, 'the kernel package is damaged');
+    if (declared !== undefined && declared !== name)
+      throw new CairnError(`${source} calls itself ${declared}, but its file name says ${name}`, 'the kernel package is damaged');
     for (const dep of preSoftdeps(info.get('softdep') ?? [])) await visit(moduleName(dep), true);
     for (const dep of (info.get('depends') ?? []).join(',').split(',')) {
       if (dep !== '') await visit(moduleName(dep), false);

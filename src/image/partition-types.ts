@@ -35,7 +35,10 @@ const BY_ARCH: Record<string, ArchPartitionTypes> = {
 export function partitionTypes(arch: string): ArchPartitionTypes {
   const types = BY_ARCH[arch];
   if (!types) {
-    throw new CairnError(`no disk layout for architecture ${JSON.stringify(arch)}`, `cairn builds disks for ${Object.keys(BY_ARCH).join(', ')}; set base.architecture to one of them`);
+    throw new CairnError(
+      `no disk layout for architecture ${JSON.stringify(arch)}`,
+      `cairn builds disks for ${Object.keys(BY_ARCH).join(', ')}; set base.architecture to one of them`,
+    );
   }
   return types;
 }

@@ -44,16 +44,25 @@ export async function startQemu(options: QemuOptions): Promise<QemuMachine> {
   const vars = join(work, 'OVMF_VARS.fd');
   await copyFile(varsTemplate, vars);
   const args = [
-    '-accel', options.accel ?? 'tcg',
-    '-m', String(options.memoryMiB ?? 1024),
-    '-smp', '2',
+    '-accel',
+    options.accel ?? 'tcg',
+    '-m',
+    String(options.memoryMiB ?? 1024),
+    '-smp',
+    '2',
     '-nographic',
     '-no-reboot',
-    '-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${code}`,
-    '-drive', `if=pflash,format=raw,unit=1,file=${vars}`,
-    '-drive', `file=${options.disk},if=virtio,format=raw${options.snapshot ? ',snapshot=on' : ''}`,
-    '-serial', 'mon:stdio',
-    ...(options.network ? ['-nic', ['user,model=virtio-net-pci', ...(options.forward ?? []).map((f) => `hostfwd=tcp:127.0.0.1:${f.host}-:${f.guest}`)].join(',')] : ['-nic', 'none']),
+    '-drive',
+    `if=pflash,format=raw,unit=0,readonly=on,file=${code}`,
+    '-drive',
+    `if=pflash,format=raw,unit=1,file=${vars}`,
+    '-drive',
+    `file=${options.disk},if=virtio,format=raw${options.snapshot ? ',snapshot=on' : ''}`,
+    '-serial',
+    'mon:stdio',
+    ...(options.network
+      ? ['-nic', ['user,model=virtio-net-pci', ...(options.forward ?? []).map((f) => `hostfwd=tcp:127.0.0.1:${f.host}-:${f.guest}`)].join(',')]
+      : ['-nic', 'none']),
   ];
   const child = spawn('qemu-system-x86_64', args, { stdio: options.stdio === 'inherit' ? 'inherit' : ['pipe', 'pipe', 'pipe'] });
   const exited = new Promise<number | null>((resolve, reject) => {

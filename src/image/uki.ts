@@ -41,7 +41,8 @@ const roundUp = (n: number, align: number): number => Math.ceil(n / align) * ali
  * headers for the new section table entries (systemd's stubs are built with that room).
  */
 export function addPeSections(stub: Buffer, sections: readonly UkiSection[], where = 'the stub'): Buffer {
-  const bad = (why: string) => new CairnError(`${where} is not a usable systemd-stub: ${why}`, 'use the linuxx64.efi.stub of the recipe\'s systemd-boot-efi package');
+  const bad = (why: string) =>
+    new CairnError(`${where} is not a usable systemd-stub: ${why}`, "use the linuxx64.efi.stub of the recipe's systemd-boot-efi package");
   if (stub.length < 0x40 || stub.toString('latin1', 0, 2) !== 'MZ') throw bad('no DOS header');
   const pe = stub.readUInt32LE(0x3c);
   if (pe + 24 > stub.length || stub.toString('latin1', pe, pe + 4) !== 'PE\0\0') throw bad('no PE signature');
@@ -87,7 +88,8 @@ export function addPeSections(stub: Buffer, sections: readonly UkiSection[], whe
   const headers = Buffer.alloc(sections.length * SECTION_HEADER);
   sections.forEach((s, i) => {
     const name = Buffer.from(s.name, 'latin1');
-    if (name.length > 8 || !/^\.[a-z0-9]+$/.test(s.name)) throw new CairnError(`PE section name ${JSON.stringify(s.name)} is not a short section name like ".linux"`);
+    if (name.length > 8 || !/^\.[a-z0-9]+$/.test(s.name))
+      throw new CairnError(`PE section name ${JSON.stringify(s.name)} is not a short section name like ".linux"`);
     const rawSize = roundUp(s.data.length, fileAlignment);
     if (virtualAddress + s.data.length > 0xffffffff || fileOffset + rawSize > 0xffffffff) {
       throw new CairnError(`the UKI would be larger than 4 GiB (section ${s.name})`, 'a smaller kernel or initramfs is needed');
@@ -120,23 +122,28 @@ export async function buildUki(inputs: UkiInputs): Promise<string> {
     try {
       return await readFile(path);
     } catch (err) {
-      throw new CairnError(`cannot read the ${what} ${path}: ${(err as Error).message}`, what === 'systemd-stub'
-        ? 'add systemd-boot-efi to the recipe\'s packages: the UKI is built on the image\'s own stub'
-        : undefined);
+      throw new CairnError(
+        `cannot read the ${what} ${path}: ${(err as Error).message}`,
+        what === 'systemd-stub' ? "add systemd-boot-efi to the recipe's packages: the UKI is built on the image's own stub" : undefined,
+      );
     }
   };
   const [stub, kernel, initrd] = await Promise.all([read(inputs.stub, 'systemd-stub'), read(inputs.kernel, 'kernel'), read(inputs.initrd, 'initramfs')]);
   if (inputs.cmdline.includes('\0') || inputs.uname.includes('\0') || inputs.osRelease.includes('\0')) {
-    throw new CairnError('the UKI\'s command line, kernel version and os-release must not contain NUL characters');
+    throw new CairnError("the UKI's command line, kernel version and os-release must not contain NUL characters");
   }
   // The order ukify uses; .linux last.
-  const uki = addPeSections(stub, [
-    { name: '.osrel', data: Buffer.from(inputs.osRelease, 'utf8') },
-    { name: '.cmdline', data: Buffer.from(inputs.cmdline, 'utf8') },
-    { name: '.uname', data: Buffer.from(inputs.uname, 'utf8') },
-    { name: '.initrd', data: initrd },
-    { name: '.linux', data: kernel },
-  ], inputs.stub);
+  const uki = addPeSections(
+    stub,
+    [
+      { name: '.osrel', data: Buffer.from(inputs.osRelease, 'utf8') },
+      { name: '.cmdline', data: Buffer.from(inputs.cmdline, 'utf8') },
+      { name: '.uname', data: Buffer.from(inputs.uname, 'utf8') },
+      { name: '.initrd', data: initrd },
+      { name: '.linux', data: kernel },
+    ],
+    inputs.stub,
+  );
   await writeFileAtomic(inputs.output, uki);
   return createHash('sha256').update(uki).digest('hex');
 }

@@ -115,7 +115,8 @@ export function encodeSuperblock(sb: VeritySuperblock): Buffer {
 
 /** Reads and checks a superblock written by cairn or by veritysetup; `where` names it in errors. */
 export function parseSuperblock(block: Buffer, where: string): VeritySuperblock {
-  const bad = (what: string) => new CairnError(`${where}: not a usable dm-verity superblock: ${what}`, 'rebuild the verity image with cairn or `veritysetup format`');
+  const bad = (what: string) =>
+    new CairnError(`${where}: not a usable dm-verity superblock: ${what}`, 'rebuild the verity image with cairn or `veritysetup format`');
   if (block.length < SUPERBLOCK_SIZE) throw bad(`only ${block.length} bytes`);
   if (!block.subarray(0, 8).equals(SIGNATURE)) throw bad('wrong signature');
   if (block.readUInt32LE(8) !== 1) throw bad(`version ${block.readUInt32LE(8)}, cairn reads version 1`);
@@ -166,7 +167,11 @@ async function forEachBlock(path: string, blockSize: number, blocks: number, eac
     while (index < blocks) {
       const want = Math.min(READ_CHUNK, (blocks - index) * blockSize);
       const got = await readFull(file, buffer, want, base + index * blockSize);
-      if (got < want) throw new CairnError(`${path} ended after ${index * blockSize + got} bytes, expected ${blocks * blockSize}`, 'the file changed or was truncated while cairn read it');
+      if (got < want)
+        throw new CairnError(
+          `${path} ended after ${index * blockSize + got} bytes, expected ${blocks * blockSize}`,
+          'the file changed or was truncated while cairn read it',
+        );
       for (let at = 0; at < want; at += blockSize) each(buffer.subarray(at, at + blockSize), index++);
     }
   } finally {
@@ -184,18 +189,31 @@ async function readFull(file: FileHandle, buffer: Buffer, length: number, positi
   return done;
 }
 
-
 /** The tree levels (everything after the superblock block) and the root digest. */
 async function buildTree(data: Region, layout: VerityLayout, salt: Buffer): Promise<{ area: Buffer; root: Buffer }> {
   const area = Buffer.alloc(layout.hashDeviceSize - layout.hashBlockSize);
   if (layout.levels.length === 0) {
     let root: Buffer = Buffer.alloc(0);
-    await forEachBlock(data.path, layout.dataBlockSize, 1, (block) => { root = digest(salt, block); }, data.offset);
+    await forEachBlock(
+      data.path,
+      layout.dataBlockSize,
+      1,
+      (block) => {
+        root = digest(salt, block);
+      },
+      data.offset,
+    );
     return { area, root };
   }
-  await forEachBlock(data.path, layout.dataBlockSize, layout.dataBlocks, (block, index) => {
-    digest(salt, block).copy(area, entryOffset(layout, 0, index));
-  }, data.offset);
+  await forEachBlock(
+    data.path,
+    layout.dataBlockSize,
+    layout.dataBlocks,
+    (block, index) => {
+      digest(salt, block).copy(area, entryOffset(layout, 0, index));
+    },
+    data.offset,
+  );
   for (let level = 1; level < layout.levels.length; level++) {
     const below = layout.levels[level - 1]!;
     for (let index = 0; index < below.blocks; index++) {
@@ -247,10 +265,18 @@ export async function computeVerity(dataPath: string, hashPath: string, options:
   checkBlockSize(dataBlockSize, 'data');
   const size = await fileSize(dataPath);
   if (size === 0 || size % dataBlockSize !== 0) {
-    throw new CairnError(`${dataPath} is ${size} bytes, not a whole number of ${dataBlockSize}-byte blocks`, 'dm-verity protects whole blocks: pad the image to a multiple of the data block size');
+    throw new CairnError(
+      `${dataPath} is ${size} bytes, not a whole number of ${dataBlockSize}-byte blocks`,
+      'dm-verity protects whole blocks: pad the image to a multiple of the data block size',
+    );
   }
-  const salt = options.salt ?? await sha256File(dataPath);
-  const { superblock, area, result } = await hashDevice({ path: dataPath, offset: 0 }, size / dataBlockSize, { ...options, salt, dataBlockSize, hashBlockSize });
+  const salt = options.salt ?? (await sha256File(dataPath));
+  const { superblock, area, result } = await hashDevice({ path: dataPath, offset: 0 }, size / dataBlockSize, {
+    ...options,
+    salt,
+    dataBlockSize,
+    hashBlockSize,
+  });
   await writeAtomic(hashPath, async (file) => {
     for (const part of [superblock, area]) await file.write(part);
   });
@@ -261,7 +287,11 @@ export async function computeVerity(dataPath: string, hashPath: string, options:
  * The hash device of `dataBlocks` blocks at a region (a slot partition the agent just wrote): its
  * superblock block and tree, in memory (about 1/128 of the data).
  */
-export async function hashDevice(data: Region, dataBlocks: number, options: VerityOptions & { salt: Buffer }): Promise<{ superblock: Buffer; area: Buffer; result: VerityResult }> {
+export async function hashDevice(
+  data: Region,
+  dataBlocks: number,
+  options: VerityOptions & { salt: Buffer },
+): Promise<{ superblock: Buffer; area: Buffer; result: VerityResult }> {
   const dataBlockSize = options.dataBlockSize ?? 4096;
   const hashBlockSize = options.hashBlockSize ?? 4096;
   checkBlockSize(dataBlockSize, 'data');
@@ -273,7 +303,15 @@ export async function hashDevice(data: Region, dataBlocks: number, options: Veri
   return {
     superblock,
     area,
-    result: { rootHash: root.toString('hex'), salt: salt.toString('hex'), uuid, dataBlocks: layout.dataBlocks, dataBlockSize, hashBlockSize, hashSize: layout.hashDeviceSize },
+    result: {
+      rootHash: root.toString('hex'),
+      salt: salt.toString('hex'),
+      uuid,
+      dataBlocks: layout.dataBlocks,
+      dataBlockSize,
+      hashBlockSize,
+      hashSize: layout.hashDeviceSize,
+    },
   };
 }
 
@@ -286,15 +324,14 @@ async function fileSize(path: string): Promise<number> {
   }
 }
 
-
 export type VerityCheck =
-  | { ok: true; superblock: VeritySuperblock }
-  | { ok: false; problem: 'superblock' | 'hash-block' | 'data-block' | 'short'; block?: number; message: string };
+  { ok: true; superblock: VeritySuperblock } | { ok: false; problem: 'superblock' | 'hash-block' | 'data-block' | 'short'; block?: number; message: string };
 
 const HEX_DIGEST = /^[0-9a-f]{64}$/;
 
 function rootHashBytes(rootHash: string): Buffer {
-  if (!HEX_DIGEST.test(rootHash)) throw new CairnError(`not a sha256 root hash: ${JSON.stringify(rootHash)}`, 'expected the 64 lower-case hex digits of a verity root hash');
+  if (!HEX_DIGEST.test(rootHash))
+    throw new CairnError(`not a sha256 root hash: ${JSON.stringify(rootHash)}`, 'expected the 64 lower-case hex digits of a verity root hash');
   return Buffer.from(rootHash, 'hex');
 }
 
@@ -339,22 +376,38 @@ export async function verifyImage(data: string | Region, hash: string | Region, 
     }
     area = Buffer.alloc(layout.hashDeviceSize - layout.hashBlockSize);
     const read = await readFull(hashFile, area, area.length, hashRegion.offset + layout.hashBlockSize);
-    if (read < area.length) return { ok: false, problem: 'short', message: `${hashPath} holds ${layout.hashBlockSize + read} bytes, the tree needs ${layout.hashDeviceSize}` };
+    if (read < area.length)
+      return { ok: false, problem: 'short', message: `${hashPath} holds ${layout.hashBlockSize + read} bytes, the tree needs ${layout.hashDeviceSize}` };
   } finally {
     await hashFile.close();
   }
   const dataNeeded = layout.dataBlocks * layout.dataBlockSize;
-  if ((dataRegion.size ?? await fileSize(dataRegion.path)) < dataNeeded || (hashRegion.size !== undefined && hashRegion.size < layout.hashDeviceSize)) {
+  if ((dataRegion.size ?? (await fileSize(dataRegion.path))) < dataNeeded || (hashRegion.size !== undefined && hashRegion.size < layout.hashDeviceSize)) {
     return { ok: false, problem: 'short', message: `${dataPath} is shorter than the ${dataNeeded} bytes its hash tree covers` };
   }
   const { salt } = superblock;
   const hashBlock = (position: number) => area.subarray((position - 1) * layout.hashBlockSize, position * layout.hashBlockSize);
-  const badHash = (position: number): VerityCheck => ({ ok: false, problem: 'hash-block', block: position, message: `${hashPath}: hash block ${position} does not match its parent` });
+  const badHash = (position: number): VerityCheck => ({
+    ok: false,
+    problem: 'hash-block',
+    block: position,
+    message: `${hashPath}: hash block ${position} does not match its parent`,
+  });
 
   if (layout.levels.length === 0) {
     let root: Buffer = Buffer.alloc(0);
-    await forEachBlock(dataRegion.path, layout.dataBlockSize, 1, (block) => { root = digest(salt, block); }, dataRegion.offset);
-    return root.equals(expectedRoot) ? { ok: true, superblock } : { ok: false, problem: 'data-block', block: 0, message: `${dataPath}: data block 0 does not match the root hash` };
+    await forEachBlock(
+      dataRegion.path,
+      layout.dataBlockSize,
+      1,
+      (block) => {
+        root = digest(salt, block);
+      },
+      dataRegion.offset,
+    );
+    return root.equals(expectedRoot)
+      ? { ok: true, superblock }
+      : { ok: false, problem: 'data-block', block: 0, message: `${dataPath}: data block 0 does not match the root hash` };
   }
   const top = layout.levels.at(-1)!.firstBlock;
   if (!digest(salt, hashBlock(top)).equals(expectedRoot)) return badHash(top);
@@ -367,11 +420,17 @@ export async function verifyImage(data: string | Region, hash: string | Region, 
     }
   }
   let firstBad = -1;
-  await forEachBlock(dataRegion.path, layout.dataBlockSize, layout.dataBlocks, (block, index) => {
-    if (firstBad >= 0) return;
-    const at = entryOffset(layout, 0, index);
-    if (!digest(salt, block).equals(area.subarray(at, at + DIGEST_SIZE))) firstBad = index;
-  }, dataRegion.offset);
+  await forEachBlock(
+    dataRegion.path,
+    layout.dataBlockSize,
+    layout.dataBlocks,
+    (block, index) => {
+      if (firstBad >= 0) return;
+      const at = entryOffset(layout, 0, index);
+      if (!digest(salt, block).equals(area.subarray(at, at + DIGEST_SIZE))) firstBad = index;
+    },
+    dataRegion.offset,
+  );
   if (firstBad >= 0) return { ok: false, problem: 'data-block', block: firstBad, message: `${dataPath}: data block ${firstBad} does not match the hash tree` };
   return { ok: true, superblock };
 }

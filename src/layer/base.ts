@@ -35,7 +35,11 @@ function lockCandidates(dir: string): string[] {
 async function fromLockFile(path: string, inTree: boolean): Promise<{ lock: Lockfile; lockSha256: string }> {
   const lock = await readLockfile(path);
   if (lock === null) throw new CairnError(`${path} does not exist`);
-  const lockSha256 = inTree ? createHash('sha256').update(await readFile(path)).digest('hex') : lockfileSha256(lock);
+  const lockSha256 = inTree
+    ? createHash('sha256')
+        .update(await readFile(path))
+        .digest('hex')
+    : lockfileSha256(lock);
   return { lock, lockSha256 };
 }
 
@@ -50,22 +54,32 @@ export async function openLayerBase(path: string, keyring: string | null): Promi
   const shippedKeyring = keyring ?? shipped(DEFAULT_KEYRING);
   if (info.isDirectory()) {
     for (const candidate of lockCandidates(path)) {
-      if (await stat(candidate).then((s) => s.isFile(), () => false)) return { ...await fromLockFile(candidate, true), keyring: shippedKeyring };
+      if (
+        await stat(candidate).then(
+          (s) => s.isFile(),
+          () => false,
+        )
+      )
+        return { ...(await fromLockFile(candidate, true)), keyring: shippedKeyring };
     }
-    throw new CairnError(`${path} holds no ${BASE_LOCK_PATH} (looked in rootfs/usr/, usr/ and the folder itself)`,
-      'name a build folder, root tree or /usr tree of an image built by this cairn (older builds do not carry their lock: rebuild them)');
+    throw new CairnError(
+      `${path} holds no ${BASE_LOCK_PATH} (looked in rootfs/usr/, usr/ and the folder itself)`,
+      'name a build folder, root tree or /usr tree of an image built by this cairn (older builds do not carry their lock: rebuild them)',
+    );
   }
   if (/\.ya?ml$/.test(path)) {
     const recipe = await loadRecipe(path);
     const lockPath = lockPathFor(recipe.file);
     const lock = await readLockfile(lockPath);
     if (lock === null || !lockMatches(lock, recipe)) {
-      throw new CairnError(`${lockPath} ${lock === null ? 'does not exist' : 'does not match the recipe'}: the base was not built from what the recipe says now`,
-        `build the base first ("cairn build ${path}"), so the image and the layer share one lock`);
+      throw new CairnError(
+        `${lockPath} ${lock === null ? 'does not exist' : 'does not match the recipe'}: the base was not built from what the recipe says now`,
+        `build the base first ("cairn build ${path}"), so the image and the layer share one lock`,
+      );
     }
     return { lock, lockSha256: lockfileSha256(lock), keyring: keyring ?? recipe.base.keyring };
   }
-  return { ...await fromLockFile(path, false), keyring: shippedKeyring };
+  return { ...(await fromLockFile(path, false)), keyring: shippedKeyring };
 }
 
 /**
@@ -84,8 +98,13 @@ export async function baseRecords(lock: Lockfile, archive: PackageRecord[], cach
   if (missing.length === 0) return records;
   const fetched = await fetchPackages(cache, lock.origin.mirror, missing).catch((err: unknown) => {
     if (!(err instanceof CairnError)) throw err;
-    throw new CairnError(`the archive no longer has ${missing.length} of the base's packages (${missing.slice(0, 3).map((p) => `${p.name} ${p.version}`).join(', ')}…) and the cache cannot get them: ${err.message}`,
-      'build the layer on the host that built the base (its cache has them), or rebuild the base against the archive as it is now');
+    throw new CairnError(
+      `the archive no longer has ${missing.length} of the base's packages (${missing
+        .slice(0, 3)
+        .map((p) => `${p.name} ${p.version}`)
+        .join(', ')}…) and the cache cannot get them: ${err.message}`,
+      'build the layer on the host that built the base (its cache has them), or rebuild the base against the archive as it is now',
+    );
   });
   for (const pkg of missing) {
     const path = fetched.paths.get(pkg.sha256)!;

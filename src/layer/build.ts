@@ -52,7 +52,7 @@ async function filesBelow(dir: string, imagePath: string): Promise<string[]> {
   const st = await lstat(dir);
   if (!st.isDirectory()) return [imagePath];
   const found: string[] = [];
-  for (const name of (await readdir(dir)).sort()) found.push(...await filesBelow(join(dir, name), `${imagePath}/${name}`));
+  for (const name of (await readdir(dir)).sort()) found.push(...(await filesBelow(join(dir, name), `${imagePath}/${name}`)));
   return found;
 }
 
@@ -61,7 +61,7 @@ async function reduceToUsr(root: string): Promise<string[]> {
   const dropped: string[] = [];
   for (const name of (await readdir(root)).sort()) {
     if (name === 'usr' || (MERGED_DIRS as readonly string[]).includes(name)) continue;
-    dropped.push(...await filesBelow(join(root, name), `/${name}`));
+    dropped.push(...(await filesBelow(join(root, name), `/${name}`)));
     await rm(join(root, name), { recursive: true, force: true });
   }
   return dropped;
@@ -75,7 +75,9 @@ export async function buildLayer(spec: LayerSpec, options: LayerBuildOptions): P
   }
   const base = await openLayerBase(basePath, spec.keyring);
   const { origin } = base.lock;
-  log?.(`base ${base.lock.recipe} (lock ${base.lockSha256.slice(0, 12)}…, ${base.lock.packages.length} packages); resolving against ${origin.mirror} ${origin.suite}`);
+  log?.(
+    `base ${base.lock.recipe} (lock ${base.lockSha256.slice(0, 12)}…, ${base.lock.packages.length} packages); resolving against ${origin.mirror} ${origin.suite}`,
+  );
   const archive = await openArchive({
     mirror: origin.mirror,
     suite: origin.suite,
@@ -86,18 +88,23 @@ export async function buildLayer(spec: LayerSpec, options: LayerBuildOptions): P
     progress: options.progress,
   });
   const installed = await baseRecords(base.lock, archive.packages, cache);
-  const result = resolve({
-    packages: spec.packages,
-    architecture: origin.architecture,
-    essential: false,
-    priority: 'none',
-    suite: origin.suite,
-    installed,
-  }, archive.packages);
+  const result = resolve(
+    {
+      packages: spec.packages,
+      architecture: origin.architecture,
+      essential: false,
+      priority: 'none',
+      suite: origin.suite,
+      installed,
+    },
+    archive.packages,
+  );
   for (const note of result.notes) log?.(note);
   if (result.packages.length === 0) {
-    throw new CairnError(`every package ${spec.file} asks for is already in the base ${base.lock.recipe}: the layer would be empty`,
-      'list packages the base lacks, or use the base as it is');
+    throw new CairnError(
+      `every package ${spec.file} asks for is already in the base ${base.lock.recipe}: the layer would be empty`,
+      'list packages the base lacks, or use the base as it is',
+    );
   }
   const packages: LockedPackage[] = result.packages.map(({ record }) => lockedPackage(record));
   log?.(`the layer adds ${packages.length} packages: ${packages.map((p) => p.name).join(', ')}`);
@@ -114,10 +121,15 @@ export async function buildLayer(spec: LayerSpec, options: LayerBuildOptions): P
     const root = join(work, 'root');
     await mkdir(root, { mode: 0o755 });
     const tree = new Tree(root);
-    await extractPackages(tree, packages.map((pkg) => ({ pkg, path: fetched.paths.get(pkg.sha256)! })), log);
+    await extractPackages(
+      tree,
+      packages.map((pkg) => ({ pkg, path: fetched.paths.get(pkg.sha256)! })),
+      log,
+    );
     moveEtcToFactory(tree);
     const dropped = await reduceToUsr(root);
-    if (dropped.length > 0) log?.(`left out ${dropped.length} files outside /usr (a layer holds /usr only): ${dropped.slice(0, 5).join(', ')}${dropped.length > 5 ? ', …' : ''}`);
+    if (dropped.length > 0)
+      log?.(`left out ${dropped.length} files outside /usr (a layer holds /usr only): ${dropped.slice(0, 5).join(', ')}${dropped.length > 5 ? ', …' : ''}`);
     setTimes(root, epoch);
     const image = await buildUsrImage({ rootfs: root, output: imagePath, sourceDateEpoch: epoch, compression: spec.compression });
     const imageSha256 = await sha256File(imagePath);
@@ -165,6 +177,7 @@ export function formatLayerBuild({ metadata, dir, metadataPath, dropped }: Layer
     `verity        ${dir}/${metadata.verity.file}, root hash ${metadata.verity.rootHash}`,
     `metadata      ${metadataPath}`,
   ];
-  if (dropped.length > 0) lines.push(`left out      ${dropped.length} files outside /usr (${dropped.slice(0, 3).join(', ')}${dropped.length > 3 ? ', …' : ''})`);
+  if (dropped.length > 0)
+    lines.push(`left out      ${dropped.length} files outside /usr (${dropped.slice(0, 3).join(', ')}${dropped.length > 3 ? ', …' : ''})`);
   return lines.join('\n') + '\n';
 }

@@ -68,9 +68,11 @@ export async function readLayer(path: string): Promise<LayerOnDisk> {
     throw new CairnError(`layer ${path} does not exist`, 'name a layer folder or its layer.json (from "cairn layer build")');
   });
   const metadataPath = info.isDirectory() ? join(path, LAYER_METADATA) : path;
-  const size = (await stat(metadataPath).catch(() => {
-    throw new CairnError(`${path} is not a cairn layer: ${metadataPath} is missing`, 'name a layer folder or its layer.json (from "cairn layer build")');
-  })).size;
+  const size = (
+    await stat(metadataPath).catch(() => {
+      throw new CairnError(`${path} is not a cairn layer: ${metadataPath} is missing`, 'name a layer folder or its layer.json (from "cairn layer build")');
+    })
+  ).size;
   if (size > MAX_METADATA) throw new CairnError(`${metadataPath}: ${size} bytes is too big for layer metadata`);
   const metadata = parseLayerMetadata(await readFile(metadataPath, 'utf8'), metadataPath);
   const dir = dirname(metadataPath);

@@ -83,7 +83,10 @@ export function validateLayerText(text: string, file: string): { spec?: LayerSpe
 
 export async function loadLayerSpec(file: string): Promise<LayerSpec> {
   const text = await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
-    throw new CairnError(`cannot read layer file ${file}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`, 'name a LAYER.yaml with name, version, base and packages');
+    throw new CairnError(
+      `cannot read layer file ${file}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`,
+      'name a LAYER.yaml with name, version, base and packages',
+    );
   });
   const { spec, errors } = validateLayerText(text, file);
   if (!spec) throw new LayerSpecError(file, errors);

@@ -33,7 +33,9 @@ export async function kernelVersionOf(rootfs: string): Promise<string> {
   const kernels = (await readdir(join(rootfs, 'boot')).catch(() => [] as string[])).filter((n) => n.startsWith('vmlinuz-')).sort();
   if (kernels.length !== 1) {
     throw new CairnError(
-      kernels.length === 0 ? `${rootfs}/boot has no vmlinuz-*: the recipe's kernel package installed no kernel` : `${rootfs}/boot has ${kernels.length} kernels (${kernels.join(', ')}): cairn boots exactly one`,
+      kernels.length === 0
+        ? `${rootfs}/boot has no vmlinuz-*: the recipe's kernel package installed no kernel`
+        : `${rootfs}/boot has ${kernels.length} kernels (${kernels.join(', ')}): cairn boots exactly one`,
       'name one linux-image package under kernel.package and no other in packages',
     );
   }
@@ -63,7 +65,7 @@ export async function buildBoot({ recipe, outDir, sourceDateEpoch }: BuildContex
   const kernelVersion = await kernelVersionOf(rootfs);
   const { stub } = efiStub(rootfs, recipe.base.architecture);
   await readFile(stub).catch(() => {
-    throw new CairnError(`${stub} is missing: the image has no systemd-stub`, 'add systemd-boot-efi to the recipe\'s packages');
+    throw new CairnError(`${stub} is missing: the image has no systemd-stub`, "add systemd-boot-efi to the recipe's packages");
   });
   const work = await mkdtemp(join(outDir, '.boot-'));
   try {
@@ -86,7 +88,12 @@ export async function buildBoot({ recipe, outDir, sourceDateEpoch }: BuildContex
   }
 }
 
-export async function buildDiskImage({ recipe, outDir, sourceDateEpoch }: BuildContext, rootfs: string, usr: UsrArtifacts, boot: BootArtifacts): Promise<string> {
+export async function buildDiskImage(
+  { recipe, outDir, sourceDateEpoch }: BuildContext,
+  rootfs: string,
+  usr: UsrArtifacts,
+  boot: BootArtifacts,
+): Promise<string> {
   const { systemdBoot } = efiStub(rootfs, recipe.base.architecture);
   const work = await mkdtemp(join(outDir, '.disk-'));
   try {

@@ -30,12 +30,20 @@ export async function resolveLock(recipe: Recipe, options: LockOptions): Promise
   const [archive, ...extras] = await Promise.all(suites.map(open));
   const requests = [...new Set([...recipe.packages, recipe.kernel.package])];
   // NAME/SUITE: that suite's newest NAME, and no other version of NAME (apt install NAME/SUITE).
-  const picked = requests.filter((r) => r.includes('/')).map((request) => {
-    const [name, suite] = request.split('/') as [string, string];
-    const candidates = extras[base.extraSuites.indexOf(suite)]!.packages.filter((p) => p.name === name && (p.architecture === base.architecture || p.architecture === 'all'));
-    if (candidates.length === 0) throw new CairnError(`${recipe.file}: packages names ${request}, but ${suite} has no ${name} for ${base.architecture}`, `drop the /${suite} to take ${name} from ${base.suite}`);
-    return candidates.sort((a, b) => compareVersions(b.version, a.version))[0]!;
-  });
+  const picked = requests
+    .filter((r) => r.includes('/'))
+    .map((request) => {
+      const [name, suite] = request.split('/') as [string, string];
+      const candidates = extras[base.extraSuites.indexOf(suite)]!.packages.filter(
+        (p) => p.name === name && (p.architecture === base.architecture || p.architecture === 'all'),
+      );
+      if (candidates.length === 0)
+        throw new CairnError(
+          `${recipe.file}: packages names ${request}, but ${suite} has no ${name} for ${base.architecture}`,
+          `drop the /${suite} to take ${name} from ${base.suite}`,
+        );
+      return candidates.sort((a, b) => compareVersions(b.version, a.version))[0]!;
+    });
   const pinned = new Set(picked.map((p) => p.name));
   const result = resolve(
     {

@@ -44,7 +44,6 @@ async function checkKernel({ recipe, lock, cache, progress, log }: BuildContext)
   );
 }
 
-
 export async function buildRootfs(ctx: BuildContext): Promise<RootfsStageResult> {
   const { recipe, lock, outDir, sourceDateEpoch, log } = ctx;
   const kernel = await checkKernel(ctx);

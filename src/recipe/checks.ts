@@ -40,11 +40,19 @@ function checkPackageSuites(data: Entry): Problem[] {
     if (typeof request !== 'string') return;
     const [name, suite] = request.split('/');
     if (suite !== undefined && !extra.includes(suite)) {
-      problems.push({ path: ['packages', i], anchor: { kind: 'value' }, message: `${describeValue(request)} names the suite ${describeValue(suite)}, which base.extra-suites does not list` });
+      problems.push({
+        path: ['packages', i],
+        anchor: { kind: 'value' },
+        message: `${describeValue(request)} names the suite ${describeValue(suite)}, which base.extra-suites does not list`,
+      });
     }
     const earlier = seen.get(name!);
     if (earlier !== undefined && packages[earlier] !== request) {
-      problems.push({ path: ['packages', i], anchor: { kind: 'value' }, message: `${describeValue(name)} is already requested by ${formatPath(['packages', earlier])}` });
+      problems.push({
+        path: ['packages', i],
+        anchor: { kind: 'value' },
+        message: `${describeValue(name)} is already requested by ${formatPath(['packages', earlier])}`,
+      });
     }
     if (earlier === undefined) seen.set(name!, i);
   });
@@ -159,9 +167,7 @@ function checkUnits(data: Entry): Problem[] {
   if (!isEntry(data.units) || !Array.isArray(data.units.enable) || !Array.isArray(data.units.mask)) return [];
   const enabled = new Set(data.units.enable);
   return data.units.mask.flatMap((unit, i): Problem[] =>
-    enabled.has(unit)
-      ? [{ path: ['units', 'mask', i], anchor: { kind: 'value' }, message: `${describeValue(unit)} is both enabled and masked` }]
-      : [],
+    enabled.has(unit) ? [{ path: ['units', 'mask', i], anchor: { kind: 'value' }, message: `${describeValue(unit)} is both enabled and masked` }] : [],
   );
 }
 
@@ -176,8 +182,7 @@ function checkSizes(data: Entry): Problem[] {
 }
 
 function wellFormedSize(value: unknown): boolean {
-  return (typeof value === 'number' && Number.isInteger(value) && value > 0) ||
-    (typeof value === 'string' && SIZE_FORM.test(value));
+  return (typeof value === 'number' && Number.isInteger(value) && value > 0) || (typeof value === 'string' && SIZE_FORM.test(value));
 }
 
 /** Later entries whose `field` repeats an earlier one's, reported at the later entry. */

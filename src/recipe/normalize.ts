@@ -9,8 +9,14 @@ interface Written {
   version: string;
   description: string;
   base: {
-    suite: string; 'extra-suites': string[]; mirror: string; components: string[]; architecture: string;
-    keyring?: string; essential: boolean; priority: Recipe['base']['priority'];
+    suite: string;
+    'extra-suites': string[];
+    mirror: string;
+    components: string[];
+    architecture: string;
+    keyring?: string;
+    essential: boolean;
+    priority: Recipe['base']['priority'];
   };
   packages: string[];
   kernel: { package: string; config?: string };

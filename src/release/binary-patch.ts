@@ -165,7 +165,10 @@ class Writer {
 
 class Reader {
   at = 0;
-  constructor(private readonly b: Buffer, private readonly where: string) {}
+  constructor(
+    private readonly b: Buffer,
+    private readonly where: string,
+  ) {}
 
   uint(): number {
     let n = 0;
@@ -196,7 +199,10 @@ class Reader {
 
 /** Describes `neu` against `old`. Brotli quality 9: patches are made once, at publish. */
 export async function makePatch(old: Uint8Array, neu: Uint8Array, quality = 9): Promise<Buffer> {
-  for (const [what, b] of [['old', old], ['new', neu]] as const) {
+  for (const [what, b] of [
+    ['old', old],
+    ['new', neu],
+  ] as const) {
     if (b.length > MAX_PATCH_SIDE) throw new CairnError(`patch: the ${what} bytes are ${b.length} bytes, at most ${MAX_PATCH_SIDE} are allowed`);
   }
   const ops = findOps(old, neu);
@@ -256,7 +262,8 @@ export async function applyPatch(old: Uint8Array, patch: Buffer, where: string):
   const opCount = r.uint();
   const diffLength = r.uint();
   const extraLength = r.uint();
-  if (diffLength + extraLength !== targetLength) throw new CairnError(`${where}: the patch's parts add up to ${diffLength + extraLength} bytes, it says it makes ${targetLength}`);
+  if (diffLength + extraLength !== targetLength)
+    throw new CairnError(`${where}: the patch's parts add up to ${diffLength + extraLength} bytes, it says it makes ${targetLength}`);
   const ops: Op[] = [];
   let oldPos = 0;
   for (let k = 0; k < opCount; k++) {

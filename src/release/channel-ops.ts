@@ -32,7 +32,14 @@ export async function repositoryNames(repoDir: string): Promise<string[]> {
   });
   const names: string[] = [];
   for (const e of entries) {
-    if (e.isDirectory() && (await stat(join(repoDir, e.name, 'releases')).then((s) => s.isDirectory(), () => false))) names.push(e.name);
+    if (
+      e.isDirectory() &&
+      (await stat(join(repoDir, e.name, 'releases')).then(
+        (s) => s.isDirectory(),
+        () => false,
+      ))
+    )
+      names.push(e.name);
   }
   return names.sort();
 }
@@ -41,7 +48,8 @@ export async function repositoryNames(repoDir: string): Promise<string[]> {
 export async function resolveName(repoDir: string, name: string | undefined): Promise<string> {
   const names = await repositoryNames(repoDir);
   if (name) {
-    if (!names.includes(name)) throw new CairnError(`${repoDir} has no releases of ${name}`, names.length ? `it has: ${names.join(', ')}` : 'publish one first');
+    if (!names.includes(name))
+      throw new CairnError(`${repoDir} has no releases of ${name}`, names.length ? `it has: ${names.join(', ')}` : 'publish one first');
     return name;
   }
   if (names.length === 1) return names[0]!;
@@ -78,7 +86,20 @@ export async function releaseRef(repoDir: string, name: string, version: string)
 }
 
 function emptyChannel(name: string, channel: string): ChannelDoc {
-  return { format: FORMATS.channel, name, channel, serial: 0, issued: '', expires: '', release: null, pinned: false, rollout: null, barriers: [], revoked: [], history: [] };
+  return {
+    format: FORMATS.channel,
+    name,
+    channel,
+    serial: 0,
+    issued: '',
+    expires: '',
+    release: null,
+    pinned: false,
+    rollout: null,
+    barriers: [],
+    revoked: [],
+    history: [],
+  };
 }
 
 async function update(w: ChannelWrite, channel: string, change: (doc: ChannelDoc) => void | Promise<void>): Promise<ChannelDoc> {
@@ -111,9 +132,13 @@ export async function promote(o: PromoteOptions): Promise<ChannelDoc> {
   const ref = await releaseRef(o.repoDir, o.name, o.version);
   return update(o, o.channel, (doc) => {
     if (doc.revoked.includes(o.version)) throw new CairnError(`${o.version} is revoked and cannot be offered again`, 'publish a new version');
-    if (doc.pinned) throw new CairnError(`channel ${o.channel} is pinned to ${doc.release?.version}`, `unpin it first (cairn channel pin ${o.channel} --unpin)`);
+    if (doc.pinned)
+      throw new CairnError(`channel ${o.channel} is pinned to ${doc.release?.version}`, `unpin it first (cairn channel pin ${o.channel} --unpin)`);
     if (doc.release && compareVersions(o.version, doc.release.version) < 0) {
-      throw new CairnError(`${o.version} is older than ${doc.release.version}, which ${o.channel} offers`, `to send hosts back, pin the channel: cairn channel pin ${o.channel} ${o.version}`);
+      throw new CairnError(
+        `${o.version} is older than ${doc.release.version}, which ${o.channel} offers`,
+        `to send hosts back, pin the channel: cairn channel pin ${o.channel} ${o.version}`,
+      );
     }
     offer(doc, ref);
     doc.rollout = o.rollout ?? null;

@@ -72,9 +72,7 @@ export interface HostView {
   bad: string[];
 }
 
-export type Decision =
-  | { update: true; target: ReleaseRef; reason: string }
-  | { update: false; reason: string };
+export type Decision = { update: true; target: ReleaseRef; reason: string } | { update: false; reason: string };
 
 /** What a host on `host.version` should install from `channel` at `now`. */
 export function decideUpdate(channel: ChannelDoc, host: HostView, now: Date): Decision {
@@ -92,8 +90,15 @@ export function decideUpdate(channel: ChannelDoc, host: HostView, now: Date): De
   if (host.bad.includes(target.version)) return { update: false, reason: `${target.version} failed on this host before` };
   const percent = rolloutPercent(channel.rollout, now);
   if (host.wariness * 100 >= percent) {
-    return { update: false, reason: `${target.version} is rolling out to ${percent.toFixed(1)}% of hosts; this host's wariness is ${(host.wariness * 100).toFixed(1)}%` };
+    return {
+      update: false,
+      reason: `${target.version} is rolling out to ${percent.toFixed(1)}% of hosts; this host's wariness is ${(host.wariness * 100).toFixed(1)}%`,
+    };
   }
-  const why = barrier ? `barrier ${barrier.version} on the way to ${offered.version}` : newer ? `newer release ${offered.version}` : `channel pinned to ${offered.version}`;
+  const why = barrier
+    ? `barrier ${barrier.version} on the way to ${offered.version}`
+    : newer
+      ? `newer release ${offered.version}`
+      : `channel pinned to ${offered.version}`;
   return { update: true, target, reason: why };
 }

@@ -14,7 +14,6 @@ import { ChunkParams, DEFAULT_CHUNK_PARAMS, chunkFile, validateChunkParams } fro
 import { ChunkSource, ChunkStore, PutResult, isSha256Hex, maxStoredSize } from './chunk-store.js';
 import { FORMATS } from '../document/formats.js';
 
-
 export interface ChunkIndexEntry {
   offset: number;
   size: number;
@@ -145,10 +144,12 @@ export function validateChunkIndex(data: unknown): ChunkIndex {
     if (offset < expectedOffset) throw new CairnError(`chunk index: ${where} at offset ${offset} overlaps the previous chunk, which ends at ${expectedOffset}`);
     if (offset > expectedOffset) throw new CairnError(`chunk index: gap before ${where}: it starts at ${offset}, the previous chunk ends at ${expectedOffset}`);
     if (chunkSize > params.max) throw new CairnError(`chunk index: ${where} is ${chunkSize} bytes, more than the maximum ${params.max}`);
-    if (chunkSize < params.min && i !== n - 1) throw new CairnError(`chunk index: ${where} is ${chunkSize} bytes, less than the minimum ${params.min}, and is not the last chunk`);
+    if (chunkSize < params.min && i !== n - 1)
+      throw new CairnError(`chunk index: ${where} is ${chunkSize} bytes, less than the minimum ${params.min}, and is not the last chunk`);
     if (!isSha256Hex(c.sha256)) throw new CairnError(`chunk index: ${where} sha256 is not a lower-case hex SHA-256: ${JSON.stringify(c.sha256)}`);
     const storedSize = checkCount(`${where} storedSize`, c.storedSize, 1);
-    if (storedSize > maxStoredSize(chunkSize)) throw new CairnError(`chunk index: ${where} storedSize ${storedSize} is too large for a ${chunkSize}-byte chunk`);
+    if (storedSize > maxStoredSize(chunkSize))
+      throw new CairnError(`chunk index: ${where} storedSize ${storedSize} is too large for a ${chunkSize}-byte chunk`);
     expectedOffset = offset + chunkSize;
     if (expectedOffset > size) throw new CairnError(`chunk index: ${where} ends at ${expectedOffset}, past the image size ${size}`);
     chunks.push({ offset, size: chunkSize, sha256: c.sha256, storedSize });

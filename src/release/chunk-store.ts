@@ -89,7 +89,10 @@ export class ChunkStore implements ChunkSource {
   private readonly pending = new Map<string, Promise<PutResult>>();
   private readonly quality: number;
 
-  constructor(readonly dir: string, options: { quality?: number } = {}) {
+  constructor(
+    readonly dir: string,
+    options: { quality?: number } = {},
+  ) {
     const q = options.quality ?? DEFAULT_CHUNK_QUALITY;
     if (!Number.isInteger(q) || q < 0 || q > 11) throw new CairnError(`brotli quality must be an integer 0..11, got ${q}`);
     this.quality = q;

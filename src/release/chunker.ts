@@ -138,10 +138,7 @@ function sha256Hex(data: Uint8Array): string {
  * Splits a stream of bytes into content-defined chunks, in order. The chunks cover the input
  * exactly, without gaps; an empty input gives no chunks.
  */
-export async function* chunkStream(
-  source: AsyncIterable<Buffer | Uint8Array>,
-  params: ChunkParams = DEFAULT_CHUNK_PARAMS,
-): AsyncGenerator<Chunk> {
+export async function* chunkStream(source: AsyncIterable<Buffer | Uint8Array>, params: ChunkParams = DEFAULT_CHUNK_PARAMS): AsyncGenerator<Chunk> {
   const c = cutter(validateChunkParams(params));
   // Input not yet cut, as a list of pieces; they are joined only when `max` bytes are buffered,
   // so each byte is copied about once whatever the read size.

@@ -67,12 +67,22 @@ export interface DeltaPlan {
  * The patches of `set` a host with `have` can apply (it has every base chunk) and that save it
  * bytes; the chunks they make move from `download` to `patched`.
  */
-function usePatches(index: ChunkIndex, have: LocalChunks, download: Map<string, ChunkIndexEntry>, set: PatchSet | undefined): { patches: PatchEntry[]; patched: ChunkIndexEntry[] } {
+function usePatches(
+  index: ChunkIndex,
+  have: LocalChunks,
+  download: Map<string, ChunkIndexEntry>,
+  set: PatchSet | undefined,
+): { patches: PatchEntry[]; patched: ChunkIndexEntry[] } {
   const patches: PatchEntry[] = [];
   const patched: ChunkIndexEntry[] = [];
   for (const p of set?.patches ?? []) {
     if (!p.base.every((b) => have.has(b))) continue;
-    const replaces = new Map(index.chunks.slice(p.first, p.first + p.count).filter((c) => download.has(c.sha256)).map((c) => [c.sha256, c]));
+    const replaces = new Map(
+      index.chunks
+        .slice(p.first, p.first + p.count)
+        .filter((c) => download.has(c.sha256))
+        .map((c) => [c.sha256, c]),
+    );
     if (p.size >= [...replaces.values()].reduce((s, c) => s + c.storedSize, 0)) continue;
     for (const [sha, c] of replaces) {
       download.delete(sha);
@@ -129,7 +139,8 @@ export class LocalChunkSource implements ChunkSource {
     const local = this.chunks.get(sha256);
     if (!local || local.size !== expectedSize) throw new CairnError(`chunk ${sha256} is not available locally`);
     const buf = await readRange(local.path, local.offset, expectedSize);
-    if (createHash('sha256').update(buf).digest('hex') !== sha256) throw new CairnError(`${local.path} changed at offset ${local.offset}: chunk ${sha256} is no longer there`);
+    if (createHash('sha256').update(buf).digest('hex') !== sha256)
+      throw new CairnError(`${local.path} changed at offset ${local.offset}: chunk ${sha256} is no longer there`);
     return buf;
   }
 }
@@ -156,7 +167,11 @@ export class DeltaSource implements ChunkSource {
   /** Chunks of each made patch not handed out yet: once none are left, its bytes are let go. */
   private readonly pending = new Map<PatchEntry, Set<string>>();
 
-  constructor(private readonly local: LocalChunks, private readonly fallback: ChunkSource, private readonly patches?: PatchSource) {
+  constructor(
+    private readonly local: LocalChunks,
+    private readonly fallback: ChunkSource,
+    private readonly patches?: PatchSource,
+  ) {
     this.reader = new LocalChunkSource(local);
     for (const p of patches?.patches ?? []) {
       for (const c of patches!.index.chunks.slice(p.first, p.first + p.count)) if (!this.patchOf.has(c.sha256)) this.patchOf.set(c.sha256, p);
@@ -182,10 +197,12 @@ export class DeltaSource implements ChunkSource {
         this.pending.set(patch, new Set(this.patches!.index.chunks.slice(patch.first, patch.first + patch.count).map((c) => c.sha256)));
       }
       const made = this.made.get(patch)!;
-      const data = (await made.catch((err: unknown) => {
-        this.made.delete(patch);
-        throw err;
-      })).get(sha256)!;
+      const data = (
+        await made.catch((err: unknown) => {
+          this.made.delete(patch);
+          throw err;
+        })
+      ).get(sha256)!;
       const left = this.pending.get(patch);
       left?.delete(sha256);
       if (left?.size === 0) {
@@ -214,7 +231,8 @@ export class DeltaSource implements ChunkSource {
       const data = out.subarray(at, at + c.size);
       at += c.size;
       const actual = createHash('sha256').update(data).digest('hex');
-      if (actual !== c.sha256) throw new CairnError(`${where} made chunk ${c.sha256} with SHA-256 ${actual}`, 'the repository or the running slot is corrupted');
+      if (actual !== c.sha256)
+        throw new CairnError(`${where} made chunk ${c.sha256} with SHA-256 ${actual}`, 'the repository or the running slot is corrupted');
       chunks.set(c.sha256, data);
     }
     if (at !== out.length) throw new CairnError(`${where} made ${out.length} bytes, its chunks are ${at}`);

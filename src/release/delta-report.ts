@@ -19,7 +19,11 @@ export interface DeltaReport {
   total: { downloadBytes: number; fullBytes: number; imageBytes: number };
 }
 
-const isFile = (path: string): Promise<boolean> => stat(path).then((s) => s.isFile(), () => false);
+const isFile = (path: string): Promise<boolean> =>
+  stat(path).then(
+    (s) => s.isFile(),
+    () => false,
+  );
 
 /** A build folder's release images, by path. */
 async function buildImageFiles(dir: string): Promise<string[]> {
@@ -66,7 +70,14 @@ export async function deltaReport(oldDir: string, newDir: string): Promise<Delta
   const local = new Map<string, Promise<LocalChunks>>();
   for (const { key: image, index, patches } of indexes) {
     const key = JSON.stringify(index.params);
-    if (!local.has(key)) local.set(key, indexLocal(old.map((path) => ({ path })), index.params));
+    if (!local.has(key))
+      local.set(
+        key,
+        indexLocal(
+          old.map((path) => ({ path })),
+          index.params,
+        ),
+      );
     // The agent computes the verity tree from the usr image it wrote; it downloads the tree
     // only when that comes out different (it logs verity-download then).
     images.push({ ...planDelta(index, await local.get(key)!, patches), computedOnHost: image === 'verity' });

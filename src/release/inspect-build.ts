@@ -11,11 +11,7 @@ import { verifyDetached } from '../trust/verify.js';
 
 const DISK = 'disk.raw';
 
-export type SignatureStatus =
-  | { status: 'signed'; signers: Signer[] }
-  | { status: 'unsigned' }
-  | { status: 'unchecked' }
-  | { status: 'invalid'; error: string };
+export type SignatureStatus = { status: 'signed'; signers: Signer[] } | { status: 'unsigned' } | { status: 'unchecked' } | { status: 'invalid'; error: string };
 
 export interface BuildReport {
   dir: string;
@@ -90,7 +86,20 @@ const mib = (bytes: number): string => `${(bytes / (1024 * 1024)).toFixed(1)} Mi
 /** The JSON form `cairn inspect --json` prints. */
 export function buildReportJson({ dir, manifest, signature, artifacts, disk }: BuildReport): object {
   const { name, version, architecture, kernel, usr, sourceDateEpoch, lockfileSha256 } = manifest;
-  return { dir, name, version, architecture, kernel, rootHash: usr.rootHash, usr, sourceDateEpoch, lockfileSha256, artifacts: Object.fromEntries(artifacts), disk, signature };
+  return {
+    dir,
+    name,
+    version,
+    architecture,
+    kernel,
+    rootHash: usr.rootHash,
+    usr,
+    sourceDateEpoch,
+    lockfileSha256,
+    artifacts: Object.fromEntries(artifacts),
+    disk,
+    signature,
+  };
 }
 
 export function formatBuildReport({ manifest: m, signature, artifacts, disk }: BuildReport): string {
@@ -111,7 +120,9 @@ export function formatBuildReport({ manifest: m, signature, artifacts, disk }: B
     lines.push(`disk          ${disk.path} (${mib(disk.size)})`);
     lines.push('  #  label           type                uuid                                  start        size');
     for (const p of disk.partitions) {
-      lines.push(`  ${String(p.number).padEnd(2)} ${p.label.padEnd(15)} ${p.typeName.padEnd(19)} ${p.uuid}  ${mib(p.start).padStart(11)} ${mib(p.size).padStart(11)}`);
+      lines.push(
+        `  ${String(p.number).padEnd(2)} ${p.label.padEnd(15)} ${p.typeName.padEnd(19)} ${p.uuid}  ${mib(p.start).padStart(11)} ${mib(p.size).padStart(11)}`,
+      );
     }
     lines.push(`boot entries  ${disk.ukis.length ? disk.ukis.map((u) => `EFI/Linux/${u}`).join(', ') : 'none in EFI/Linux'}`);
   }

@@ -24,7 +24,6 @@ import schema from './patch-set.schema.json' with { type: 'json' };
 import { patchPath } from './repository-layout.js';
 import { FORMATS } from '../document/formats.js';
 
-
 export interface PatchEntry {
   /** The run of the new index this patch makes: chunks first .. first+count-1. */
   first: number;
@@ -162,7 +161,8 @@ export function checkPatchSet(data: unknown, index: ChunkIndex, where: string): 
   if (set.image !== index.image) throw new CairnError(`${where}: patches ${set.image}, the index is of ${index.image}`);
   let end = 0;
   for (const p of set.patches) {
-    if (p.first < end || p.first + p.count > index.chunks.length) throw new CairnError(`${where}: a patch makes chunks ${p.first}..${p.first + p.count - 1}, outside the index or overlapping another`);
+    if (p.first < end || p.first + p.count > index.chunks.length)
+      throw new CairnError(`${where}: a patch makes chunks ${p.first}..${p.first + p.count - 1}, outside the index or overlapping another`);
     end = p.first + p.count;
     const bytes = index.chunks.slice(p.first, end).reduce((s, c) => s + c.size, 0);
     if (bytes > MAX_PATCH_SIDE) throw new CairnError(`${where}: a patch makes ${bytes} bytes, at most ${MAX_PATCH_SIDE} are allowed`);
@@ -176,7 +176,13 @@ export function checkPatchSet(data: unknown, index: ChunkIndex, where: string): 
 export function patchWriter(repoDir: string): (sha256: string, data: Buffer) => Promise<void> {
   return async (sha256, data) => {
     const path = join(repoDir, patchPath(sha256));
-    if (await stat(path).then((s) => s.isFile(), () => false)) return;
+    if (
+      await stat(path).then(
+        (s) => s.isFile(),
+        () => false,
+      )
+    )
+      return;
     await mkdir(dirname(path), { recursive: true });
     await writeFileAtomic(path, data);
   };

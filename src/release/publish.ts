@@ -14,7 +14,16 @@ import { buildChunkIndex, validateChunkIndex, type ChunkIndex } from './chunk-in
 import { ChunkStore } from './chunk-store.js';
 import { PACKED_JSON, packJson, unpackJson } from '../document/json-document.js';
 import { MANIFEST, SIGNATURE, mismatchedArtifacts, readManifest } from '../pipeline/manifest.js';
-import { imageFile, RELEASE_IMAGES, RELEASE_RECORD_KIND, validateReleaseRecord, type FileRef, type ImageRef, type ReleaseImage, type ReleaseRecord } from './release-record.js';
+import {
+  imageFile,
+  RELEASE_IMAGES,
+  RELEASE_RECORD_KIND,
+  validateReleaseRecord,
+  type FileRef,
+  type ImageRef,
+  type ReleaseImage,
+  type ReleaseRecord,
+} from './release-record.js';
 import { makePatchSet, patchWriter } from './patch-set.js';
 import { CHUNKS_DIR, RELEASE_RECORD, releaseDir } from './repository-layout.js';
 import { readSignedJsonUnverified, signJson } from './signed-json.js';
@@ -72,7 +81,12 @@ async function readExistingRecord(path: string): Promise<string | null> {
 }
 
 /** The published release to make patches from: the one named, or the last one published. */
-async function previousRelease(repoDir: string, name: string, version: string, deltaFrom: string | false | undefined): Promise<{ record: ReleaseRecord; dir: string } | null> {
+async function previousRelease(
+  repoDir: string,
+  name: string,
+  version: string,
+  deltaFrom: string | false | undefined,
+): Promise<{ record: ReleaseRecord; dir: string } | null> {
   if (deltaFrom === false) return null;
   const releasesDir = join(repoDir, releaseDir(name, version), '..');
   const versions = deltaFrom !== undefined ? [deltaFrom] : await readdir(releasesDir).catch(() => [] as string[]);
@@ -82,7 +96,11 @@ async function previousRelease(repoDir: string, name: string, version: string, d
     const dir = join(repoDir, releaseDir(name, v));
     const text = await readExistingRecord(join(dir, RELEASE_RECORD));
     if (text === null) {
-      if (deltaFrom !== undefined) throw new CairnError(`${deltaFrom} is not published in ${repoDir}`, 'name a published version with --delta-from, or leave it out for the last one published');
+      if (deltaFrom !== undefined)
+        throw new CairnError(
+          `${deltaFrom} is not published in ${repoDir}`,
+          'name a published version with --delta-from, or leave it out for the last one published',
+        );
       continue;
     }
     const record = await readSignedJsonUnverified(text, join(dir, RELEASE_RECORD), validateReleaseRecord, RELEASE_RECORD_KIND);
@@ -95,10 +113,15 @@ export async function publishRelease(opts: PublishOptions): Promise<PublishResul
   const { manifest, text: manifestText } = await readManifest(opts.buildDir);
   const files = RELEASE_IMAGES.map((key) => ({ key, file: imageFile(key, manifest.name, manifest.version) }));
   for (const { file: needed } of files) {
-    if (!manifest.artifacts[needed]) throw new CairnError(`${opts.buildDir}: the manifest lists no ${needed}`, 'build the whole disk (cairn build without --stage)');
+    if (!manifest.artifacts[needed])
+      throw new CairnError(`${opts.buildDir}: the manifest lists no ${needed}`, 'build the whole disk (cairn build without --stage)');
   }
   // Only what goes into the release is checked: hashing disk.raw too (gigabytes) would buy nothing.
-  const mismatched = await mismatchedArtifacts(opts.buildDir, manifest, files.map((f) => f.file));
+  const mismatched = await mismatchedArtifacts(
+    opts.buildDir,
+    manifest,
+    files.map((f) => f.file),
+  );
   if (mismatched.length > 0) {
     throw new CairnError(`${opts.buildDir}: ${mismatched.join(', ')} do not match manifest.json`, 'rebuild; a release is published only from an intact build');
   }
@@ -154,7 +177,12 @@ export async function publishRelease(opts: PublishOptions): Promise<PublishResul
         await writeFileAtomic(join(staging, setName), packJson(set));
         images[key]!.patches = await fileRef(join(staging, setName), setName);
         const replaced = new Map(set.patches.flatMap((p) => index.chunks.slice(p.first, p.first + p.count).map((c) => [c.sha256, c.storedSize] as const)));
-        summary.patches = { from: previous.record.version, count: set.patches.length, bytes: set.patches.reduce((s, p) => s + p.size, 0), replacedBytes: [...replaced.values()].reduce((s, n) => s + n, 0) };
+        summary.patches = {
+          from: previous.record.version,
+          count: set.patches.length,
+          bytes: set.patches.reduce((s, p) => s + p.size, 0),
+          replacedBytes: [...replaced.values()].reduce((s, n) => s + n, 0),
+        };
       }
       summaries.push(summary);
     }
@@ -185,7 +213,9 @@ const mib = (n: number): string => `${(n / 1048576).toFixed(1)} MiB`;
 export function formatPublishResult(result: PublishResult, seconds: number): string {
   if (result.alreadyPublished) return `${result.name} ${result.version} is already published from this build (${result.path}); nothing changed\n`;
   const lines = result.images.map((i) => {
-    const patches = i.patches ? `; ${i.patches.count} patches from ${i.patches.from}: ${mib(i.patches.bytes)} instead of ${mib(i.patches.replacedBytes)} of chunks` : '';
+    const patches = i.patches
+      ? `; ${i.patches.count} patches from ${i.patches.from}: ${mib(i.patches.bytes)} instead of ${mib(i.patches.replacedBytes)} of chunks`
+      : '';
     return `${i.file.padEnd(10)} ${mib(i.size)} in ${i.chunks} chunks; new: ${i.addedChunks} chunks, ${mib(i.addedBytes)} compressed (all chunks: ${mib(i.storedBytes)})${patches}`;
   });
   lines.push(`published ${result.name} ${result.version} as ${result.path} in ${seconds.toFixed(1)} s`);

@@ -41,7 +41,13 @@ export async function signRoot(root: RootDoc, current: openpgp.PrivateKey[], nex
  * Verifies root `serial` against the keys trusted at `serial - 1`: signed by one of them and by
  * one of the keys it introduces. Returns the document and its keys.
  */
-export async function verifyRoot(text: string, serial: number, trusted: openpgp.PublicKey[], where: string, date?: Date): Promise<{ root: RootDoc; keys: openpgp.PublicKey[] }> {
+export async function verifyRoot(
+  text: string,
+  serial: number,
+  trusted: openpgp.PublicKey[],
+  where: string,
+  date?: Date,
+): Promise<{ root: RootDoc; keys: openpgp.PublicKey[] }> {
   const { data: root } = await verifyJson(text, trusted, where, validateRoot, ROOT_KIND, { date, keyring: 'the keys trusted so far' });
   if (root.serial !== serial) throw new CairnError(`${where}: says it is root ${root.serial}, expected ${serial}`, 'the repository is broken or hostile');
   const keys = await rootKeys(root, where);
@@ -52,7 +58,13 @@ export async function verifyRoot(text: string, serial: number, trusted: openpgp.
 /** The highest root serial in a repository on disk (0: none yet, the keys hosts were given rule). */
 export async function latestRootSerial(repoDir: string): Promise<number> {
   const files = await readdir(join(repoDir, 'keys')).catch(() => [] as string[]);
-  return Math.max(0, ...files.map((f) => /^root-(\d+)\.json\.asc$/.exec(f)).filter((m) => m !== null).map((m) => Number(m[1])));
+  return Math.max(
+    0,
+    ...files
+      .map((f) => /^root-(\d+)\.json\.asc$/.exec(f))
+      .filter((m) => m !== null)
+      .map((m) => Number(m[1])),
+  );
 }
 
 /** Writes the next root naming `next` as the repository's keys, vouched for by `current`. */

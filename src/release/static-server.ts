@@ -14,7 +14,11 @@ export interface StaticReply {
   body: Buffer;
 }
 
-const empty = (status: number, headers: Record<string, string> = {}): StaticReply => ({ status, headers: { 'content-length': '0', ...headers }, body: Buffer.alloc(0) });
+const empty = (status: number, headers: Record<string, string> = {}): StaticReply => ({
+  status,
+  headers: { 'content-length': '0', ...headers },
+  body: Buffer.alloc(0),
+});
 
 /** Parses one `bytes=` range against a size; null: not satisfiable; undefined: no range asked. */
 export function parseRange(header: string | undefined, size: number): { start: number; end: number } | null | undefined {

@@ -89,7 +89,8 @@ export class UpdateRepository {
   async currentKeys(): Promise<openpgp.PublicKey[]> {
     if (this.keys) return this.keys;
     const st = this.o.state;
-    let keys = st.rootSerial === 0 ? this.o.keys : await rootKeys({ format: FORMATS.root, serial: st.rootSerial, issued: '', keys: st.rootKeys }, 'the saved root');
+    let keys =
+      st.rootSerial === 0 ? this.o.keys : await rootKeys({ format: FORMATS.root, serial: st.rootSerial, issued: '', keys: st.rootKeys }, 'the saved root');
     for (let n = 0; n < MAX_ROTATIONS; n++) {
       const serial = st.rootSerial + 1;
       let text: Buffer;
@@ -119,13 +120,22 @@ export class UpdateRepository {
   /** The channel's current signed metadata, checked for rollback, expiry and image. */
   async channel(channel: string): Promise<ChannelDoc> {
     const url = this.url(channelPath(this.o.name, channel));
-    const text = await fetchBytes(url, MAX_METADATA_BYTES, { ...this.o.http, notFoundHint: `is the channel name right? the operator creates it with cairn channel promote VERSION --to ${channel}` });
-    const { data: doc } = await verifyJson(text.toString('utf8'), await this.currentKeys(), url, validateChannel, CHANNEL_KIND, { date: this.now(), keyring: 'the repository keys' });
+    const text = await fetchBytes(url, MAX_METADATA_BYTES, {
+      ...this.o.http,
+      notFoundHint: `is the channel name right? the operator creates it with cairn channel promote VERSION --to ${channel}`,
+    });
+    const { data: doc } = await verifyJson(text.toString('utf8'), await this.currentKeys(), url, validateChannel, CHANNEL_KIND, {
+      date: this.now(),
+      keyring: 'the repository keys',
+    });
     this.checkImage(url, doc.name);
     if (doc.channel !== channel) throw new CairnError(`${url}: is the channel ${doc.channel}, not ${channel}`, REPO_HINT);
     const expires = Date.parse(doc.expires);
     if (!(expires > this.now().getTime())) {
-      throw new CairnError(`${url}: expired at ${doc.expires} (serial ${doc.serial})`, 'the repository stopped publishing fresh metadata (or is replaying old files); the operator renews it with cairn channel renew');
+      throw new CairnError(
+        `${url}: expired at ${doc.expires} (serial ${doc.serial})`,
+        'the repository stopped publishing fresh metadata (or is replaying old files); the operator renews it with cairn channel renew',
+      );
     }
     const key = `${doc.name}/${doc.channel}`;
     const seen = this.o.state.channels[key];
@@ -160,7 +170,10 @@ export class UpdateRepository {
   }
 
   private async checkRecord(text: Buffer, url: string, version: string): Promise<ReleaseRecord> {
-    const { data: record } = await verifyJson(text.toString('utf8'), await this.currentKeys(), url, validateReleaseRecord, RELEASE_RECORD_KIND, { date: this.now(), keyring: 'the repository keys' });
+    const { data: record } = await verifyJson(text.toString('utf8'), await this.currentKeys(), url, validateReleaseRecord, RELEASE_RECORD_KIND, {
+      date: this.now(),
+      keyring: 'the repository keys',
+    });
     this.checkImage(url, record.name, record.architecture);
     if (record.version !== version) throw new CairnError(`${url}: is version ${record.version}, expected ${version}`, REPO_HINT);
     return record;
@@ -195,7 +208,10 @@ export class UpdateRepository {
     const url = this.fileUrl(record, ref.index);
     const index = validateChunkIndex(unpackJson(await this.file(record, ref.index), url));
     if (index.size !== ref.size || index.sha256 !== ref.sha256) {
-      throw new CairnError(`${url}: describes ${index.size} bytes with SHA-256 ${index.sha256}, the release record says ${ref.size} bytes with ${ref.sha256}`, REPO_HINT);
+      throw new CairnError(
+        `${url}: describes ${index.size} bytes with SHA-256 ${index.sha256}, the release record says ${ref.size} bytes with ${ref.sha256}`,
+        REPO_HINT,
+      );
     }
     return index;
   }

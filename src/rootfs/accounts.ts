@@ -92,18 +92,27 @@ export function applyRecipeAccounts(db: AccountDb, recipe: Pick<Recipe, 'users' 
     db.groups.set(g.name, { name: g.name, gid: g.gid, members: [], hash: '!' });
   }
   for (const u of recipe.users) {
-    if (db.users.has(u.name)) throw new CairnError(`${recipe.file}: user ${u.name} already exists in the image (uid ${db.users.get(u.name)!.uid})`, RECIPE_HINT);
+    if (db.users.has(u.name))
+      throw new CairnError(`${recipe.file}: user ${u.name} already exists in the image (uid ${db.users.get(u.name)!.uid})`, RECIPE_HINT);
     if (db.uidTaken(u.uid)) throw new CairnError(`${recipe.file}: user ${u.name}: uid ${u.uid} is already used in the image`, RECIPE_HINT);
     let primary = db.groups.get(u.group);
     if (primary === undefined) {
       if (u.group !== u.name) throw new CairnError(`${recipe.file}: user ${u.name}: primary group ${u.group} does not exist`, 'declare it under groups');
-      if (db.gidTaken(u.uid)) throw new CairnError(`${recipe.file}: user ${u.name}: its own group would get gid ${u.uid}, which is already used`, 'declare the group under groups with a free gid');
+      if (db.gidTaken(u.uid))
+        throw new CairnError(
+          `${recipe.file}: user ${u.name}: its own group would get gid ${u.uid}, which is already used`,
+          'declare the group under groups with a free gid',
+        );
       primary = { name: u.name, gid: u.uid, members: [], hash: '!' };
       db.groups.set(u.name, primary);
     }
     db.users.set(u.name, { name: u.name, uid: u.uid, gid: primary.gid, gecos: u.gecos, home: u.home, shell: u.shell, hash: u.password ?? '!' });
     for (const extra of u.groups) {
-      if (!db.groups.has(extra)) throw new CairnError(`${recipe.file}: user ${u.name}: group ${extra} does not exist in the image`, 'declare it under groups, or install the package that creates it');
+      if (!db.groups.has(extra))
+        throw new CairnError(
+          `${recipe.file}: user ${u.name}: group ${extra} does not exist in the image`,
+          'declare it under groups, or install the package that creates it',
+        );
       db.addMember(extra, u.name);
     }
   }

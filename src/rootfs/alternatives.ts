@@ -16,7 +16,10 @@ export function applyAlternatives(tree: Tree, recipe: Pick<Recipe, 'alternatives
     const link = imagePath(alt.link);
     const existing = tree.lstat(link);
     if (existing !== undefined && !existing.isSymbolicLink()) {
-      throw new CairnError(`${where}: ${alt.link} is already a ${existing.isDirectory() ? 'directory' : 'file'} shipped by a package`, 'choose another link path');
+      throw new CairnError(
+        `${where}: ${alt.link} is already a ${existing.isDirectory() ? 'directory' : 'file'} shipped by a package`,
+        'choose another link path',
+      );
     }
     tree.symlink(`etc/alternatives/${alt.name}`, alt.path, ROOT);
     tree.symlink(link, `/etc/alternatives/${alt.name}`, ROOT);

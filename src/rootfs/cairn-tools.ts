@@ -87,7 +87,8 @@ async function copyTree(tree: Tree, from: string, to: string, keep: (path: strin
     const source = join(from, entry.name);
     const target = `${to}/${entry.name}`;
     if (entry.isDirectory()) await copyTree(tree, source, target, keep);
-    else if (entry.isFile() && keep(source)) await tree.writeFile(target, createReadStream(source) as AsyncIterable<Buffer>, (await stat(source)).mode & 0o111 ? 0o755 : 0o644, ROOT);
+    else if (entry.isFile() && keep(source))
+      await tree.writeFile(target, createReadStream(source) as AsyncIterable<Buffer>, (await stat(source)).mode & 0o111 ? 0o755 : 0o644, ROOT);
   }
 }
 
@@ -103,7 +104,13 @@ async function dependencyClosure(root: string): Promise<string[]> {
   const find = async (from: string, name: string): Promise<string> => {
     for (let dir = from; dir.startsWith(top) || dir === root; dir = dirname(dir)) {
       const candidate = join(dir, 'node_modules', name);
-      if (await stat(join(candidate, 'package.json')).then(() => true, () => false)) return candidate;
+      if (
+        await stat(join(candidate, 'package.json')).then(
+          () => true,
+          () => false,
+        )
+      )
+        return candidate;
       if (dir === root) break;
     }
     throw new CairnError(`cairn's dependency ${name} (needed by ${from}) is not installed`, 'run npm ci in the cairn checkout');
@@ -171,9 +178,15 @@ WantedBy=multi-user.target
  */
 async function installLayer(tree: Tree, recipe: Recipe, container: string, name: string): Promise<string> {
   const source = join(dirname(recipe.file), 'layers', name);
-  const found = await stat(join(source, 'layer.json')).then((s) => s.isFile(), () => false);
+  const found = await stat(join(source, 'layer.json')).then(
+    (s) => s.isFile(),
+    () => false,
+  );
   if (!found) {
-    throw new CairnError(`${recipe.file}: container ${container} names layer ${name}, but ${join(source, 'layer.json')} does not exist`, `build it first: cairn layer build LAYER.yaml --base ${recipe.file} --out ${source}`);
+    throw new CairnError(
+      `${recipe.file}: container ${container} names layer ${name}, but ${join(source, 'layer.json')} does not exist`,
+      `build it first: cairn layer build LAYER.yaml --base ${recipe.file} --out ${source}`,
+    );
   }
   const target = `${LAYERS}/${name}`;
   if (!tree.lstat(target)) await copyTree(tree, source, target, () => true);
@@ -202,7 +215,13 @@ export async function installCairnTools(tree: Tree, recipe: Recipe): Promise<boo
   if (!recipe.update && recipe.containers.length === 0) return false;
   const root = cairnRoot();
   const dist = join(root, 'dist', 'src');
-  if (!(await stat(dist).then((s) => s.isDirectory(), () => false))) throw new CairnError(`${dist} is missing`, 'compile cairn first (npm run build)');
+  if (
+    !(await stat(dist).then(
+      (s) => s.isDirectory(),
+      () => false,
+    ))
+  )
+    throw new CairnError(`${dist} is missing`, 'compile cairn first (npm run build)');
   mkdirs(tree, APP);
   await tree.writeFile(`${APP}/package.json`, [await readFile(join(root, 'package.json'))], 0o644, ROOT);
   await copyTree(tree, dist, `${APP}/dist/src`, (p) => !SKIP.test(p));
@@ -214,7 +233,13 @@ export async function installCairnTools(tree: Tree, recipe: Recipe): Promise<boo
   await tree.writeFile('usr/bin/cairn', [Buffer.from(WRAPPER)], 0o755, ROOT);
   // The container helper (static C), where the runtime looks for it in an image.
   const spawn = NATIVE.spawn();
-  if (!(await stat(spawn).then((s) => s.isFile(), () => false))) throw new CairnError(`${spawn} is missing`, 'build cairn\'s native programs first (npm run build)');
+  if (
+    !(await stat(spawn).then(
+      (s) => s.isFile(),
+      () => false,
+    ))
+  )
+    throw new CairnError(`${spawn} is missing`, "build cairn's native programs first (npm run build)");
   await tree.writeFile(IMAGE_PATHS.spawn, createReadStream(spawn) as AsyncIterable<Buffer>, 0o755, ROOT);
   mkdirs(tree, `${UNIT_DIR}/multi-user.target.wants`);
   for (const [name, text] of Object.entries(UNITS)) await tree.writeFile(`${UNIT_DIR}/${name}`, [Buffer.from(text)], 0o644, ROOT);

@@ -10,7 +10,10 @@ import type { Tree } from './tree.js';
 export async function updateModuleIndexes(tree: Tree): Promise<string[]> {
   const dir = tree.resolve('usr/lib/modules');
   if (dir === null) return [];
-  const versions = (await readdir(dir, { withFileTypes: true })).filter((e) => e.isDirectory()).map((e) => e.name).sort();
+  const versions = (await readdir(dir, { withFileTypes: true }))
+    .filter((e) => e.isDirectory())
+    .map((e) => e.name)
+    .sort();
   for (const version of versions) await runTool('depmod', ['-b', tree.root, version]);
   return versions;
 }

@@ -58,7 +58,10 @@ function prepare(deb: DebInput): Prepared {
 }
 
 function discard(prepared: Prepared): void {
-  prepared.data.then((ahead) => ahead.destroy(), () => undefined);
+  prepared.data.then(
+    (ahead) => ahead.destroy(),
+    () => undefined,
+  );
 }
 
 const HOSTILE_HINT = 'the package is malformed or hostile; nothing was written outside the staging tree';
@@ -72,12 +75,18 @@ function packageBudget(fields: Record<string, string>, label: string): { limit: 
 
 function checkIdentity(fields: Record<string, string>, deb: DebInput): void {
   const { pkg } = deb;
-  const pairs: [string, string][] = [['Package', pkg.name], ['Version', pkg.version], ['Architecture', pkg.architecture]];
+  const pairs: [string, string][] = [
+    ['Package', pkg.name],
+    ['Version', pkg.version],
+    ['Architecture', pkg.architecture],
+  ];
   for (const [field, expected] of pairs) {
     const actual = getField(fields, field);
     if (actual !== expected) {
-      throw new CairnError(`${deb.path}: expected ${field} ${expected} for ${pkg.name}, the package says ${actual ?? 'nothing'}`,
-        'the file does not belong to this lock entry: clear the fetch cache and build again');
+      throw new CairnError(
+        `${deb.path}: expected ${field} ${expected} for ${pkg.name}, the package says ${actual ?? 'nothing'}`,
+        'the file does not belong to this lock entry: clear the fetch cache and build again',
+      );
     }
   }
 }
@@ -95,8 +104,10 @@ export function ownerOf(header: tar.Header): { uid: number; gid: number } {
 /** Extracts `debs` in order into the tree; the tree's root must exist and be empty. */
 export async function extractPackages(tree: Tree, debs: DebInput[], log?: (line: string) => void): Promise<ExtractionReport> {
   if (process.getuid?.() !== 0) {
-    throw new CairnError('assembling the root tree needs root: package files keep their owners (chown) and setuid bits',
-      'run the build as root (sudo, or a root container)');
+    throw new CairnError(
+      'assembling the root tree needs root: package files keep their owners (chown) and setuid bits',
+      'run the build as root (sudo, or a root container)',
+    );
   }
   const report: ExtractionReport = { packages: [], overwrites: [], skipped: [] };
   // Links first, so that relative symlinks followed during extraction already land under /usr.
@@ -207,17 +218,23 @@ export async function extractPackages(tree: Tree, debs: DebInput[], log?: (line:
       }
     };
 
-    await forEachDataEntry(deb.path, async (header, body) => {
-      try {
-        await place(header, body);
-      } catch (err) {
-        if (err instanceof CairnError) throw err;
-        // A TreePathError says why the entry is refused; anything else (EEXIST, ENOSPC) is a
-        // system error, reported with the same context.
-        throw new CairnError(`${label} (${deb.path}): entry "${header.name}": ${(err as Error).message}`,
-          err instanceof TreePathError || !('code' in (err as object)) ? HOSTILE_HINT : undefined);
-      }
-    }, await own.data);
+    await forEachDataEntry(
+      deb.path,
+      async (header, body) => {
+        try {
+          await place(header, body);
+        } catch (err) {
+          if (err instanceof CairnError) throw err;
+          // A TreePathError says why the entry is refused; anything else (EEXIST, ENOSPC) is a
+          // system error, reported with the same context.
+          throw new CairnError(
+            `${label} (${deb.path}): entry "${header.name}": ${(err as Error).message}`,
+            err instanceof TreePathError || !('code' in (err as object)) ? HOSTILE_HINT : undefined,
+          );
+        }
+      },
+      await own.data,
+    );
     report.packages.push(contents);
   }
 }

@@ -11,7 +11,13 @@ const ROOT = { uid: 0, gid: 0 };
 
 // Mount points and their modes; /etc stays as an empty directory for the writable root.
 const MOUNT_POINTS: [string, number][] = [
-  ['dev', 0o755], ['etc', 0o755], ['proc', 0o555], ['run', 0o755], ['sys', 0o555], ['tmp', 0o1777], ['var', 0o755],
+  ['dev', 0o755],
+  ['etc', 0o755],
+  ['proc', 0o555],
+  ['run', 0o755],
+  ['sys', 0o555],
+  ['tmp', 0o1777],
+  ['var', 0o755],
 ];
 
 /**
@@ -36,7 +42,8 @@ function mergeInto(from: string, to: string): void {
 export function moveEtcToFactory(tree: Tree): void {
   const etc = tree.lstat('etc');
   if (etc === undefined) return;
-  if (!etc.isDirectory()) throw new CairnError('/etc in the image is not a directory (a package replaced it)', 'find the package that ships /etc as a link or file');
+  if (!etc.isDirectory())
+    throw new CairnError('/etc in the image is not a directory (a package replaced it)', 'find the package that ships /etc as a link or file');
   const { path: factory, existing } = tree.locate(FACTORY_ETC);
   if (existing === undefined) {
     renameSync(tree.hostPath('etc'), factory);

@@ -16,8 +16,10 @@ export function updateLdCache(tree: Tree): boolean {
   // soname links as the packages shipped them.
   const run = spawnSync(ldconfig, ['-X', '-r', tree.root], { encoding: 'utf8' });
   if (run.error !== undefined || run.status !== 0) {
-    throw new CairnError(`the image's /usr/sbin/ldconfig failed: ${run.error?.message ?? (run.stderr.trim() || `exit code ${run.status}`)}`,
-      'the image must be for the build host\'s architecture, and its libc-bin intact');
+    throw new CairnError(
+      `the image's /usr/sbin/ldconfig failed: ${run.error?.message ?? (run.stderr.trim() || `exit code ${run.status}`)}`,
+      "the image must be for the build host's architecture, and its libc-bin intact",
+    );
   }
   if (tree.lstat(AUX_CACHE) !== undefined) tree.remove(AUX_CACHE);
   return true;

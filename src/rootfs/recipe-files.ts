@@ -9,9 +9,14 @@ import { type Tree, TreePathError, imagePath } from './tree.js';
 
 // cairn writes these from other recipe keys; a file there would be silently replaced.
 const GENERATED: Record<string, string> = {
-  'etc/passwd': 'users', 'etc/group': 'groups', 'etc/shadow': 'users', 'etc/gshadow': 'groups',
-  'etc/hostname': 'hostname', 'etc/machine-id': 'nothing (it is generated on first boot)',
-  'etc/os-release': 'name and version', 'usr/lib/os-release': 'name and version',
+  'etc/passwd': 'users',
+  'etc/group': 'groups',
+  'etc/shadow': 'users',
+  'etc/gshadow': 'groups',
+  'etc/hostname': 'hostname',
+  'etc/machine-id': 'nothing (it is generated on first boot)',
+  'etc/os-release': 'name and version',
+  'usr/lib/os-release': 'name and version',
 };
 
 function where(recipe: Pick<Recipe, 'file'>, index: number, spec: FileSpec): string {
@@ -21,7 +26,7 @@ function where(recipe: Pick<Recipe, 'file'>, index: number, spec: FileSpec): str
 async function contentOf(spec: FileSpec, label: string): Promise<AsyncIterable<Buffer> | Buffer[]> {
   if (spec.source === null) return [Buffer.from(spec.content ?? '', 'utf8')];
   const info = await stat(spec.source).catch((err: NodeJS.ErrnoException) => {
-    throw new CairnError(`${label}: cannot read source ${spec.source}: ${err.message}`, 'the source path is relative to the recipe\'s folder');
+    throw new CairnError(`${label}: cannot read source ${spec.source}: ${err.message}`, "the source path is relative to the recipe's folder");
   });
   if (!info.isFile()) throw new CairnError(`${label}: source ${spec.source} is not a regular file`);
   return createReadStream(spec.source) as AsyncIterable<Buffer>;
@@ -46,9 +51,11 @@ export function ownRecipeFiles(tree: Tree, recipe: Pick<Recipe, 'files' | 'file'
   for (const [index, spec] of recipe.files.entries()) {
     const label = where(recipe, index, spec);
     const user = db.users.get(spec.owner);
-    if (user === undefined) throw new CairnError(`${label}: owner ${spec.owner} is not a user of the image`, 'declare it under users, or install the package that creates it');
+    if (user === undefined)
+      throw new CairnError(`${label}: owner ${spec.owner} is not a user of the image`, 'declare it under users, or install the package that creates it');
     const group = db.groups.get(spec.group);
-    if (group === undefined) throw new CairnError(`${label}: group ${spec.group} is not a group of the image`, 'declare it under groups, or install the package that creates it');
+    if (group === undefined)
+      throw new CairnError(`${label}: group ${spec.group} is not a group of the image`, 'declare it under groups, or install the package that creates it');
     tree.chown(imagePath(spec.path), { uid: user.uid, gid: group.gid }, spec.mode);
   }
 }

@@ -72,7 +72,7 @@ export function parseSysusers(text: string, origin: string, config: SysusersConf
         // An id may be "uid", "uid:gid", "uid:group", "-" or a path (ids taken from a file's
         // owner at run time); a path and "-" both mean: allocate.
         const [uidText, groupText] = (id ?? '-').split(':');
-        const group = groupText === undefined || groupText === '-' ? null : parseNumeric(groupText) ?? groupText;
+        const group = groupText === undefined || groupText === '-' ? null : (parseNumeric(groupText) ?? groupText);
         config.users.push({
           name,
           uid: parseNumeric(uidText),
@@ -114,7 +114,8 @@ function freeId(db: AccountDb, what: string): number {
 export function applySysusers(db: AccountDb, config: SysusersConfig): void {
   // Members name users and groups that may be declared nowhere else; sysusers creates them.
   for (const m of config.members) {
-    if (!config.users.some((u) => u.name === m.user)) config.users.push({ name: m.user, uid: null, group: null, gecos: '', home: DEFAULT_HOME, shell: DEFAULT_SHELL });
+    if (!config.users.some((u) => u.name === m.user))
+      config.users.push({ name: m.user, uid: null, group: null, gecos: '', home: DEFAULT_HOME, shell: DEFAULT_SHELL });
     if (!config.groups.some((g) => g.name === m.group)) config.groups.push({ name: m.group, gid: null });
   }
   // Each user without another primary group gets a group of its name, preferably with gid = uid.
@@ -123,8 +124,10 @@ export function applySysusers(db: AccountDb, config: SysusersConfig): void {
     if ((u.group === null || u.group === u.name) && !groups.some((g) => g.name === u.name)) groups.push({ name: u.name, gid: u.uid });
     else if (typeof u.group === 'number' && !groups.some((g) => g.name === u.name) && !db.gidTaken(u.group)) groups.push({ name: u.name, gid: u.group });
   }
-  const fixedFirst = <T extends { name: string }>(items: T[], id: (i: T) => number | null) =>
-    [...byName(items.filter((i) => id(i) !== null)), ...byName(items.filter((i) => id(i) === null))];
+  const fixedFirst = <T extends { name: string }>(items: T[], id: (i: T) => number | null) => [
+    ...byName(items.filter((i) => id(i) !== null)),
+    ...byName(items.filter((i) => id(i) === null)),
+  ];
 
   for (const g of fixedFirst(groups, (g) => g.gid)) {
     if (db.groups.has(g.name)) continue;

@@ -44,7 +44,16 @@ export async function writeTreeTar(root: string, tarPath: string, sourceDateEpoc
     const st = lstatSync(path);
     const name = st.isDirectory() ? `${rel}/` : rel;
     // Full st_mode keeps a zero permission field (/etc/shadow) from being taken as "unset".
-    const header: Partial<tar.Header> & { name: string } = { name, mode: st.mode, uid: st.uid, gid: st.gid, uname: '', gname: '', mtime, type: typeOf(st, path) };
+    const header: Partial<tar.Header> & { name: string } = {
+      name,
+      mode: st.mode,
+      uid: st.uid,
+      gid: st.gid,
+      uname: '',
+      gname: '',
+      mtime,
+      type: typeOf(st, path),
+    };
     const inode = `${st.dev}:${st.ino}`;
     if (header.type === 'file' && st.nlink > 1) {
       const first = firstName.get(inode);

@@ -4,8 +4,22 @@
 // only while they stay inside it, and never through an absolute target while writing, because
 // that target means the build host's file system to every tool that is not chrooted.
 import {
-  closeSync, constants, fchmodSync, fchownSync, lchownSync, linkSync, lstatSync, mkdirSync, openSync,
-  readlinkSync, symlinkSync, unlinkSync, writeSync, chmodSync, chownSync, type Stats,
+  closeSync,
+  constants,
+  fchmodSync,
+  fchownSync,
+  lchownSync,
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readlinkSync,
+  symlinkSync,
+  unlinkSync,
+  writeSync,
+  chmodSync,
+  chownSync,
+  type Stats,
 } from 'node:fs';
 import { join } from 'node:path';
 import { entryPath } from '../debian/deb-reader.js';
@@ -59,7 +73,10 @@ export class Tree {
    * `keepOwners: false` leaves every entry owned by the caller instead of its owner in the
    * archive, as an unprivileged unpack must (owners then come from a user namespace's mapping).
    */
-  constructor(readonly root: string, private readonly keepOwners = true) {}
+  constructor(
+    readonly root: string,
+    private readonly keepOwners = true,
+  ) {}
 
   /** Absolute host path of an image path, without resolving anything (for reading, hashing). */
   hostPath(rel: string): string {
@@ -100,7 +117,9 @@ export class Tree {
         const target = readlinkSync(here);
         if (target.startsWith('/')) {
           if (mode !== 'read') {
-            throw new TreePathError(`it goes through the symlink /${[...done, part].join('/')} -> ${target}, an absolute link, which is never followed while writing`);
+            throw new TreePathError(
+              `it goes through the symlink /${[...done, part].join('/')} -> ${target}, an absolute link, which is never followed while writing`,
+            );
           }
           done = [];
         }

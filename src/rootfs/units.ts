@@ -22,7 +22,11 @@ export interface InstallSection {
 }
 
 const LIST_KEYS: Record<string, keyof Omit<InstallSection, 'defaultInstance'>> = {
-  WantedBy: 'wantedBy', RequiredBy: 'requiredBy', UpheldBy: 'upheldBy', Alias: 'alias', Also: 'also',
+  WantedBy: 'wantedBy',
+  RequiredBy: 'requiredBy',
+  UpheldBy: 'upheldBy',
+  Alias: 'alias',
+  Also: 'also',
 };
 
 /** The [Install] section of a unit file (comments, continuations and resets handled). */
@@ -89,24 +93,36 @@ function expand(value: string, linkName: string, where: string): string {
   const { prefix, instance } = splitName(linkName);
   return value.replace(/%(.)/g, (_, c: string) => {
     switch (c) {
-      case 'i': return instance ?? '';
-      case 'p': return prefix;
-      case 'n': return linkName;
-      case '%': return '%';
-      default: throw new CairnError(`${where}: the specifier %${c} is not supported when enabling units at build time`, 'enable a unit whose [Install] section does not use it');
+      case 'i':
+        return instance ?? '';
+      case 'p':
+        return prefix;
+      case 'n':
+        return linkName;
+      case '%':
+        return '%';
+      default:
+        throw new CairnError(
+          `${where}: the specifier %${c} is not supported when enabling units at build time`,
+          'enable a unit whose [Install] section does not use it',
+        );
     }
   });
 }
 
 function checkName(name: string, where: string): void {
-  if (!UNIT_NAME.test(name)) throw new CairnError(`${where}: "${name}" is not a valid unit name`, 'unit names look like name.service, name@instance.service, name.timer');
+  if (!UNIT_NAME.test(name))
+    throw new CairnError(`${where}: "${name}" is not a valid unit name`, 'unit names look like name.service, name@instance.service, name.timer');
 }
 
 class UnitEnabler {
   readonly links: string[] = [];
   private done = new Set<string>();
 
-  constructor(private tree: Tree, private origin: string) {}
+  constructor(
+    private tree: Tree,
+    private origin: string,
+  ) {}
 
   private link(rel: string, target: string): void {
     this.tree.symlink(rel, target, ROOT);
@@ -122,8 +138,10 @@ class UnitEnabler {
     const template = instance === null ? null : `${prefix}@${suffix}`;
     const found = findUnit(this.tree, name) ?? (template === null ? null : findUnit(this.tree, template));
     if (found === null) {
-      throw new CairnError(`${where}: unit ${name} is not in the image (looked in /${UNIT_DIRS.join(', /')})`,
-        'install the package that ships it, add it under files, or correct the name');
+      throw new CairnError(
+        `${where}: unit ${name} is not in the image (looked in /${UNIT_DIRS.join(', /')})`,
+        'install the package that ships it, add it under files, or correct the name',
+      );
     }
     if (isMasked(this.tree, name)) throw new CairnError(`${where}: unit ${name} is masked`, 'remove it from units.mask');
     const install = parseInstallSection(found.text);
@@ -137,11 +155,17 @@ class UnitEnabler {
     }
     const { wantedBy, requiredBy, upheldBy, alias, also } = install;
     if ([wantedBy, requiredBy, upheldBy, alias, also].every((l) => l.length === 0)) {
-      throw new CairnError(`${where}: ${name} has no [Install] section, so it cannot be enabled (it is started by other units)`,
-        `remove it from units.enable, or enable a unit that pulls it in`);
+      throw new CairnError(
+        `${where}: ${name} has no [Install] section, so it cannot be enabled (it is started by other units)`,
+        `remove it from units.enable, or enable a unit that pulls it in`,
+      );
     }
     const unitWhere = `${where}: [Install] of ${found.path}`;
-    const dirs: [string[], string][] = [[wantedBy, 'wants'], [requiredBy, 'requires'], [upheldBy, 'upholds']];
+    const dirs: [string[], string][] = [
+      [wantedBy, 'wants'],
+      [requiredBy, 'requires'],
+      [upheldBy, 'upholds'],
+    ];
     for (const [targets, kind] of dirs) {
       for (const raw of targets) {
         const target = expand(raw, linkName, unitWhere);

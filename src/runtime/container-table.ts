@@ -24,7 +24,13 @@ export function containerRecords(all: ContainerStatus[]): object[] {
 export function formatContainerTable(all: ContainerStatus[]): string {
   const rows = [['NAME', 'STATUS', 'PID', 'CREATED', 'COMMAND']];
   for (const s of all) {
-    rows.push([s.state.name, describeStatus(s), s.status === 'running' ? String(s.state.init?.pid ?? '') : '', s.state.createdAt.replace(/\.\d+Z$/, 'Z'), s.state.command.join(' ')]);
+    rows.push([
+      s.state.name,
+      describeStatus(s),
+      s.status === 'running' ? String(s.state.init?.pid ?? '') : '',
+      s.state.createdAt.replace(/\.\d+Z$/, 'Z'),
+      s.state.command.join(' '),
+    ]);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ') + '\n').join('');

@@ -16,7 +16,8 @@ import { spawnCandidates } from '../install.js';
 export function spawnHelperPath(): string {
   const candidates = spawnCandidates();
   const found = candidates.find((p) => existsSync(p));
-  if (!found) throw new CairnError(`the container helper is missing (looked in ${candidates.join(', ')})`, 'build it with "make -C native" (npm run build does)');
+  if (!found)
+    throw new CairnError(`the container helper is missing (looked in ${candidates.join(', ')})`, 'build it with "make -C native" (npm run build does)');
   return found;
 }
 
@@ -45,7 +46,10 @@ export interface Launched {
 
 /** A container that could not start; `code` is the helper's: 125 setup, 126 cannot execute, 127 no such command. */
 export class ContainerStartError extends CairnError {
-  constructor(message: string, readonly code: number) {
+  constructor(
+    message: string,
+    readonly code: number,
+  ) {
     super(message);
   }
 }
@@ -54,7 +58,7 @@ export class ContainerStartError extends CairnError {
 export function launch(spec: ContainerSpec, options: LaunchOptions): Promise<Launched> {
   const encoded = encodeSpec(spec);
   const args = ['--report-fd', '4', '--exit-file', options.exitFile, ...(options.foreground ? ['--die-with-parent'] : []), '--spec-fd', '3'];
-  const stdio: StdioOptions = [...(options.stdio === 'inherit' ? ['inherit', 'inherit', 'inherit'] as const : options.stdio), 'pipe', 'pipe'];
+  const stdio: StdioOptions = [...(options.stdio === 'inherit' ? (['inherit', 'inherit', 'inherit'] as const) : options.stdio), 'pipe', 'pipe'];
   const child: ChildProcess = spawn(spawnHelperPath(), args, { stdio, detached: true });
   if (options.foreground) {
     const stopForwarding = forwardSignals(child);
@@ -71,7 +75,10 @@ export function launch(spec: ContainerSpec, options: LaunchOptions): Promise<Lau
   let exitLine: ExitInfo | null = null;
   let errorLine: string | null = null;
   const cgroups: string[] = [];
-  const startedPromise = new Promise<number>((res, rej) => { started = res; failed = rej; });
+  const startedPromise = new Promise<number>((res, rej) => {
+    started = res;
+    failed = rej;
+  });
   report.setEncoding('utf8');
   report.on('data', (chunk: string) => {
     buffered += chunk;
@@ -126,5 +133,7 @@ function forwardSignals(supervisor: ChildProcess): () => void {
     process.on(sig, handler);
     return [sig, handler] as const;
   });
-  return () => { for (const [sig, handler] of handlers) process.off(sig, handler); };
+  return () => {
+    for (const [sig, handler] of handlers) process.off(sig, handler);
+  };
 }

@@ -52,8 +52,10 @@ const REFUSED_HINT = 'the layer was altered or damaged: rebuild it with "cairn l
 async function baseOf(usrDir: string): Promise<{ lockSha256: string; name: string }> {
   const path = join(usrDir, BASE_LOCK_PATH);
   const bytes = await readFile(path).catch((err: NodeJS.ErrnoException) => {
-    throw new CairnError(`${usrDir} has no ${BASE_LOCK_PATH} (${err.code ?? err.message}): it was not built by this cairn, so no layer can be checked against it`,
-      'run layers over the /usr of an image built by "cairn build"');
+    throw new CairnError(
+      `${usrDir} has no ${BASE_LOCK_PATH} (${err.code ?? err.message}): it was not built by this cairn, so no layer can be checked against it`,
+      'run layers over the /usr of an image built by "cairn build"',
+    );
   });
   let name = 'unknown';
   try {
@@ -71,10 +73,19 @@ function label(layer: LayerOnDisk): string {
 
 async function checkFiles(layer: LayerOnDisk): Promise<void> {
   const { image, verity } = layer.metadata;
-  for (const [path, expected, what] of [[layer.image, image.size, 'image'], [layer.verity, verity.size, 'hash tree']] as const) {
-    const size = await stat(path).then((s) => s.size, () => null);
+  for (const [path, expected, what] of [
+    [layer.image, image.size, 'image'],
+    [layer.verity, verity.size, 'hash tree'],
+  ] as const) {
+    const size = await stat(path).then(
+      (s) => s.size,
+      () => null,
+    );
     if (size !== expected) {
-      throw new CairnError(`${label(layer)} is refused: its ${what} ${path} ${size === null ? 'is missing' : `is ${size} bytes, layer.json says ${expected}`}`, REFUSED_HINT);
+      throw new CairnError(
+        `${label(layer)} is refused: its ${what} ${path} ${size === null ? 'is missing' : `is ${size} bytes, layer.json says ${expected}`}`,
+        REFUSED_HINT,
+      );
     }
   }
 }
@@ -84,7 +95,12 @@ async function verifyInUserspace(layer: LayerOnDisk): Promise<void> {
   const check = await verifyImage(layer.image, layer.verity, verity.rootHash);
   if (!check.ok) throw new CairnError(`${label(layer)} is refused: it does not match its root hash ${verity.rootHash}: ${check.message}`, REFUSED_HINT);
   const sb = check.superblock;
-  if (sb.salt.toString('hex') !== verity.salt || sb.dataBlocks !== verity.dataBlocks || sb.dataBlockSize !== verity.dataBlockSize || sb.hashBlockSize !== verity.hashBlockSize) {
+  if (
+    sb.salt.toString('hex') !== verity.salt ||
+    sb.dataBlocks !== verity.dataBlocks ||
+    sb.dataBlockSize !== verity.dataBlockSize ||
+    sb.hashBlockSize !== verity.hashBlockSize
+  ) {
     throw new CairnError(`${label(layer)} is refused: its hash tree's superblock does not match layer.json`, REFUSED_HINT);
   }
 }

@@ -11,7 +11,8 @@ const FOLLOW_POLL_MS = 200;
 export async function copyLogs(name: string, out: NodeJS.WritableStream, follow: boolean): Promise<void> {
   const state = await readState(name);
   const file = await open(containerPaths(name).logFile, 'r').catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT') throw new CairnError(`container ${name} has no log`, 'only detached containers (cairn run -d) write one; a foreground one writes to your terminal');
+    if (err.code === 'ENOENT')
+      throw new CairnError(`container ${name} has no log`, 'only detached containers (cairn run -d) write one; a foreground one writes to your terminal');
     throw err;
   });
   try {

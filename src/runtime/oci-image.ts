@@ -81,7 +81,11 @@ export interface ImageRef {
  */
 export function parseImageRef(ref: string): ImageRef {
   const m = /^(oci|oci-archive):(.+)$/.exec(ref);
-  if (m === null) throw new CairnError(`"${ref}" is not an image reference cairn reads`, 'write oci:DIR[:TAG] for an OCI image layout or oci-archive:FILE[:TAG] for a tar of one (skopeo copy, docker save)');
+  if (m === null)
+    throw new CairnError(
+      `"${ref}" is not an image reference cairn reads`,
+      'write oci:DIR[:TAG] for an OCI image layout or oci-archive:FILE[:TAG] for a tar of one (skopeo copy, docker save)',
+    );
   const transport = m[1] as ImageRef['transport'];
   const rest = m[2]!;
   const exists = (path: string) => statSync(path, { throwIfNoEntry: false }) !== undefined;
@@ -91,7 +95,12 @@ export function parseImageRef(ref: string): ImageRef {
     const tag = rest.slice(at + 1);
     if (tag !== '' && exists(path)) return { transport, path, tag };
   }
-  throw new CairnError(`${ref}: ${rest} does not exist`, transport === 'oci' ? 'name an OCI image layout folder (with index.json)' : 'name a tar archive of an image (skopeo copy … oci-archive:FILE, docker save -o FILE)');
+  throw new CairnError(
+    `${ref}: ${rest} does not exist`,
+    transport === 'oci'
+      ? 'name an OCI image layout folder (with index.json)'
+      : 'name a tar archive of an image (skopeo copy … oci-archive:FILE, docker save -o FILE)',
+  );
 }
 
 interface Descriptor {
@@ -127,7 +136,8 @@ function descriptor(value: unknown, what: string, limits: OciLimits): Descriptor
   if (typeof digest !== 'string' || !DIGEST.test(digest)) throw fail(what, `has no valid digest (${JSON.stringify(digest)})`);
   if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) throw fail(what, `has no valid size (${JSON.stringify(size)})`);
   if (size > limits.blobBytes) throw fail(what, `declares ${size} bytes, more than the ${limits.blobBytes} cairn reads`);
-  if (annotations !== undefined && (!isObject(annotations) || Object.values(annotations).some((v) => typeof v !== 'string'))) throw fail(what, 'has malformed annotations');
+  if (annotations !== undefined && (!isObject(annotations) || Object.values(annotations).some((v) => typeof v !== 'string')))
+    throw fail(what, 'has malformed annotations');
   if (platform !== undefined && !isObject(platform)) throw fail(what, 'has a malformed platform');
   return { mediaType, digest, size, annotations: annotations as Record<string, string> | undefined, platform: platform as Descriptor['platform'] };
 }
@@ -142,7 +152,10 @@ function digestOf(hash: Hash, digest: string): string {
 
 /** Checks a file against a digest and size before anything reads it as content. */
 async function verifyBlob(path: string, digest: string, size: number | null, what: string): Promise<void> {
-  const actual = await stat(path).then((s) => (s.isFile() ? s.size : null), () => null);
+  const actual = await stat(path).then(
+    (s) => (s.isFile() ? s.size : null),
+    () => null,
+  );
   if (actual === null) throw fail(what, `${path} is missing`);
   if (size !== null && actual !== size) throw fail(what, `${path} is ${actual} bytes, its descriptor says ${size}`);
   const hash = newHash(digest);
@@ -152,7 +165,10 @@ async function verifyBlob(path: string, digest: string, size: number | null, wha
 }
 
 async function readJson(path: string, what: string, limits: OciLimits, digest?: string, size?: number): Promise<unknown> {
-  const actual = await stat(path).then((s) => s.size, () => null);
+  const actual = await stat(path).then(
+    (s) => s.size,
+    () => null,
+  );
   if (actual === null) throw fail(what, `${path} is missing`);
   if (actual > limits.jsonBytes) throw fail(what, `${path} is ${actual} bytes, more than the ${limits.jsonBytes} cairn reads as JSON`);
   if (digest !== undefined) await verifyBlob(path, digest, size ?? null, what);
@@ -170,7 +186,12 @@ function blobPath(layout: string, digest: string): string {
 
 function layerCompression(mediaType: string, what: string): CompressionKind {
   if (/^application\/vnd\.(oci\.image\.layer(\.nondistributable)?\.v1\.tar|docker\.image\.rootfs(\.foreign)?\.diff\.tar)$/.test(mediaType)) return 'none';
-  if (/^application\/vnd\.oci\.image\.layer(\.nondistributable)?\.v1\.tar\+gzip$|^application\/vnd\.docker\.image\.rootfs(\.foreign)?\.diff\.tar\.gzip$/.test(mediaType)) return 'gz';
+  if (
+    /^application\/vnd\.oci\.image\.layer(\.nondistributable)?\.v1\.tar\+gzip$|^application\/vnd\.docker\.image\.rootfs(\.foreign)?\.diff\.tar\.gzip$/.test(
+      mediaType,
+    )
+  )
+    return 'gz';
   if (/^application\/vnd\.oci\.image\.layer(\.nondistributable)?\.v1\.tar\+zstd$/.test(mediaType)) return 'zst';
   throw new CairnError(`${what}: layer media type ${mediaType} is not supported`, 'cairn unpacks tar layers, plain, gzip or zstd compressed');
 }
@@ -191,12 +212,20 @@ function strings(value: unknown, what: string, field: string): string[] {
 function checkConfig(data: unknown, what: string): ImageConfigJson {
   if (!isObject(data)) throw fail(what, 'is not a JSON object');
   const rootfs = data.rootfs;
-  if (!isObject(rootfs) || rootfs.type !== 'layers' || !Array.isArray(rootfs.diff_ids) || rootfs.diff_ids.some((d) => typeof d !== 'string' || !DIGEST.test(d))) {
+  if (
+    !isObject(rootfs) ||
+    rootfs.type !== 'layers' ||
+    !Array.isArray(rootfs.diff_ids) ||
+    rootfs.diff_ids.some((d) => typeof d !== 'string' || !DIGEST.test(d))
+  ) {
     throw fail(what, 'has no rootfs.diff_ids (a list of layer digests)');
   }
   const arch = hostOciArchitecture();
   if (typeof data.architecture === 'string' && data.architecture !== arch) {
-    throw new CairnError(`${what}: the image is for ${data.architecture}, this host is ${arch}`, 'pick the image for this architecture (skopeo copy --override-arch)');
+    throw new CairnError(
+      `${what}: the image is for ${data.architecture}, this host is ${arch}`,
+      'pick the image for this architecture (skopeo copy --override-arch)',
+    );
   }
   if (typeof data.os === 'string' && data.os !== 'linux') throw new CairnError(`${what}: the image is for ${data.os}, not linux`);
   const config = data.config;
@@ -223,16 +252,26 @@ async function chooseManifest(layout: string, index: unknown, tag: string | null
     const tags = candidates.map((d) => d.annotations?.[REF_NAME]).filter((t): t is string => t !== undefined);
     if (tag !== null) {
       candidates = candidates.filter((d) => d.annotations?.[REF_NAME] === tag);
-      if (candidates.length === 0) throw new CairnError(`${layout} has no image tagged "${tag}"`, tags.length > 0 ? `its tags: ${tags.join(', ')}` : 'it has no tagged images: leave out the tag');
+      if (candidates.length === 0)
+        throw new CairnError(
+          `${layout} has no image tagged "${tag}"`,
+          tags.length > 0 ? `its tags: ${tags.join(', ')}` : 'it has no tagged images: leave out the tag',
+        );
     } else if (candidates.length > 1) {
-      throw new CairnError(`${layout} holds ${candidates.length} images: name one with :TAG`, tags.length > 0 ? `its tags: ${tags.join(', ')}` : 'tag them (skopeo copy … oci:DIR:TAG)');
+      throw new CairnError(
+        `${layout} holds ${candidates.length} images: name one with :TAG`,
+        tags.length > 0 ? `its tags: ${tags.join(', ')}` : 'tag them (skopeo copy … oci:DIR:TAG)',
+      );
     }
   }
   const arch = hostOciArchitecture();
   if (candidates.length > 1 || candidates[0]?.platform !== undefined) {
     const forHost = candidates.filter((d) => d.platform === undefined || (d.platform.os === 'linux' && d.platform.architecture === arch));
     if (forHost.length === 0) {
-      throw new CairnError(`${what}: no image for linux/${arch} (it has ${candidates.map((d) => `${d.platform?.os}/${d.platform?.architecture}`).join(', ')})`, 'copy the image for this platform');
+      throw new CairnError(
+        `${what}: no image for linux/${arch} (it has ${candidates.map((d) => `${d.platform?.os}/${d.platform?.architecture}`).join(', ')})`,
+        'copy the image for this platform',
+      );
     }
     candidates = forHost;
   }
@@ -259,9 +298,13 @@ async function planFromLayout(layout: string, tag: string | null, limits: OciLim
   if (!isObject(manifest) || !Array.isArray(manifest.layers)) throw fail(manifestWhat, 'has no layers list');
   const configDescriptor = descriptor(manifest.config, `${manifestWhat}: config`, limits);
   const configWhat = `${layout}: config ${configDescriptor.digest}`;
-  const config = checkConfig(await readJson(blobPath(layout, configDescriptor.digest), configWhat, limits, configDescriptor.digest, configDescriptor.size), configWhat);
+  const config = checkConfig(
+    await readJson(blobPath(layout, configDescriptor.digest), configWhat, limits, configDescriptor.digest, configDescriptor.size),
+    configWhat,
+  );
   const descriptors = manifest.layers.map((l, i) => descriptor(l, `${manifestWhat}: layers[${i}]`, limits));
-  if (descriptors.length !== config.rootfs.diff_ids.length) throw fail(configWhat, `lists ${config.rootfs.diff_ids.length} diff_ids for ${descriptors.length} layers`);
+  if (descriptors.length !== config.rootfs.diff_ids.length)
+    throw fail(configWhat, `lists ${config.rootfs.diff_ids.length} diff_ids for ${descriptors.length} layers`);
   return {
     config,
     layers: descriptors.map((d, i) => ({
@@ -290,14 +333,17 @@ async function planFromDockerSave(dir: string, tag: string | null, limits: OciLi
   const manifest = await readJson(join(dir, 'manifest.json'), what, limits);
   if (!Array.isArray(manifest) || manifest.length === 0 || manifest.length > 4096) throw fail(what, 'is not a list of images');
   const images = manifest.map((entry, i) => {
-    if (!isObject(entry) || typeof entry.Config !== 'string' || !Array.isArray(entry.Layers) || entry.Layers.some((l) => typeof l !== 'string')) throw fail(what, `entry ${i} has no Config and Layers`);
+    if (!isObject(entry) || typeof entry.Config !== 'string' || !Array.isArray(entry.Layers) || entry.Layers.some((l) => typeof l !== 'string'))
+      throw fail(what, `entry ${i} has no Config and Layers`);
     return { config: entry.Config, layers: entry.Layers as string[], tags: strings(entry.RepoTags, what, `[${i}].RepoTags`) };
   });
   const allTags = images.flatMap((image) => image.tags);
   const matching = tag === null ? images : images.filter((image) => image.tags.some((t) => t === tag || t.endsWith(`:${tag}`)));
   if (matching.length !== 1) {
-    throw new CairnError(matching.length === 0 ? `the docker archive has no image tagged "${tag}"` : `the docker archive holds ${matching.length} images: name one with :TAG`,
-      allTags.length > 0 ? `its tags: ${allTags.join(', ')}` : 'save one image per archive');
+    throw new CairnError(
+      matching.length === 0 ? `the docker archive has no image tagged "${tag}"` : `the docker archive holds ${matching.length} images: name one with :TAG`,
+      allTags.length > 0 ? `its tags: ${allTags.join(', ')}` : 'save one image per archive',
+    );
   }
   const image = matching[0]!;
   // The config's file name is its digest (the image ID): that is what anchors everything else.
@@ -306,7 +352,8 @@ async function planFromDockerSave(dir: string, tag: string | null, limits: OciLi
   const configPath = join(dir, archivePath(image.config, what));
   const configWhat = `docker archive config ${image.config}`;
   const config = checkConfig(await readJson(configPath, configWhat, limits, `sha256:${configId[1]}`), configWhat);
-  if (image.layers.length !== config.rootfs.diff_ids.length) throw fail(configWhat, `lists ${config.rootfs.diff_ids.length} diff_ids for ${image.layers.length} layers`);
+  if (image.layers.length !== config.rootfs.diff_ids.length)
+    throw fail(configWhat, `lists ${config.rootfs.diff_ids.length} diff_ids for ${image.layers.length} layers`);
   return {
     config,
     layers: image.layers.map((layer, i) => ({
@@ -341,7 +388,11 @@ async function detectCompression(path: string): Promise<CompressionKind> {
 class Measure extends Transform {
   readonly hash: Hash | null;
 
-  constructor(digest: string | null, private readonly budget?: { bytes: number }, private readonly limit?: number) {
+  constructor(
+    digest: string | null,
+    private readonly budget?: { bytes: number },
+    private readonly limit?: number,
+  ) {
     super();
     this.hash = digest === null ? null : newHash(digest);
   }
@@ -361,7 +412,13 @@ class Measure extends Transform {
 
 async function unpackLayer(tree: Tree, layer: LayerPlan, budget: UnpackBudget, limits: OciLimits, rootless: boolean): Promise<void> {
   if (layer.digest !== null) await verifyBlob(layer.path, layer.digest, layer.size, layer.what);
-  else if (!(await stat(layer.path).then((s) => s.isFile(), () => false))) throw fail(layer.what, `${layer.path} is missing`);
+  else if (
+    !(await stat(layer.path).then(
+      (s) => s.isFile(),
+      () => false,
+    ))
+  )
+    throw fail(layer.what, `${layer.path} is missing`);
   const compression = layer.compression === 'detect' ? await detectCompression(layer.path) : layer.compression;
   const source = createReadStream(layer.path, { highWaterMark: 1 << 20 });
   // The blob is hashed again as it is read: a file changed since the check above is caught too.
@@ -397,7 +454,11 @@ async function extractArchive(file: string, into: string, limits: OciLimits): Pr
   // may add its header, a pax or long-name record and padding to its content.
   const measure = new Measure(null, { bytes: limits.archiveBytes + limits.entries * 8192 }, limits.archiveBytes);
   let streamError: Error | null = null;
-  for (const s of [source, unpack, measure]) s.on('error', (err: Error) => { streamError ??= err; extract.destroy(err); });
+  for (const s of [source, unpack, measure])
+    s.on('error', (err: Error) => {
+      streamError ??= err;
+      extract.destroy(err);
+    });
   source.pipe(unpack).pipe(measure).pipe(extract);
   try {
     for await (const entry of extract) {
@@ -439,11 +500,14 @@ async function extractArchive(file: string, into: string, limits: OciLimits): Pr
     for (let hops = 0; links.has(target); hops++) {
       const linkname = links.get(target)!;
       const resolved = posix.normalize(posix.join(posix.dirname(target), linkname));
-      if (hops > 40 || linkname.startsWith('/') || resolved === '..' || resolved.startsWith('../')) throw fail(what, `the link ${rel} -> ${links.get(rel)} leads outside the archive`);
+      if (hops > 40 || linkname.startsWith('/') || resolved === '..' || resolved.startsWith('../'))
+        throw fail(what, `the link ${rel} -> ${links.get(rel)} leads outside the archive`);
       target = resolved;
     }
     await mkdir(dirname(join(into, rel)), { recursive: true });
-    await link(join(into, target), join(into, rel)).catch(() => { throw fail(what, `the link ${rel} -> ${links.get(rel)} names no file in the archive`); });
+    await link(join(into, target), join(into, rel)).catch(() => {
+      throw fail(what, `the link ${rel} -> ${links.get(rel)} names no file in the archive`);
+    });
   }
 }
 
@@ -486,10 +550,19 @@ export async function unpackOciImage(ref: string, dest: string, limits: Partial<
       await extractArchive(path, scratch, bounds);
       layout = scratch;
     }
-    const hasIndex = await stat(join(layout, 'index.json')).then(() => true, () => false);
-    const hasDockerManifest = await stat(join(layout, 'manifest.json')).then(() => true, () => false);
+    const hasIndex = await stat(join(layout, 'index.json')).then(
+      () => true,
+      () => false,
+    );
+    const hasDockerManifest = await stat(join(layout, 'manifest.json')).then(
+      () => true,
+      () => false,
+    );
     if (!hasIndex && !hasDockerManifest) {
-      throw new CairnError(`${path} is not an image: it has neither index.json (OCI image layout) nor manifest.json (docker save)`, 'make one with skopeo copy docker://IMAGE oci:DIR:TAG or docker save -o FILE IMAGE');
+      throw new CairnError(
+        `${path} is not an image: it has neither index.json (OCI image layout) nor manifest.json (docker save)`,
+        'make one with skopeo copy docker://IMAGE oci:DIR:TAG or docker save -o FILE IMAGE',
+      );
     }
     const plan = hasIndex ? await planFromLayout(layout, tag, bounds) : await planFromDockerSave(layout, tag, bounds);
     if (plan.layers.length > bounds.layers) throw fail(ref, `has ${plan.layers.length} layers, more than the ${bounds.layers} cairn unpacks`);

@@ -43,7 +43,11 @@ class LayerApplier {
   /** Paths this layer placed, with their parents: whiteouts apply only to what lies below. */
   private readonly written = new Set<string>(['']);
 
-  constructor(private readonly tree: Tree, private readonly budget: UnpackBudget, private readonly rootless: boolean) {}
+  constructor(
+    private readonly tree: Tree,
+    private readonly budget: UnpackBudget,
+    private readonly rootless: boolean,
+  ) {}
 
   private mark(rel: string): void {
     for (let at = rel; at !== '' && !this.written.has(at); at = posix.dirname(at) === '.' ? '' : posix.dirname(at)) this.written.add(at);

@@ -34,7 +34,8 @@ export function isImageReference(word: string): boolean {
 
 export async function prepareRoot(request: RootRequest): Promise<PreparedRoot> {
   if (request.image !== undefined) {
-    if (request.layers.length > 0) throw new CairnError('--layer goes with the shared /usr, not with an OCI image', 'drop --layer, or run from the shared /usr');
+    if (request.layers.length > 0)
+      throw new CairnError('--layer goes with the shared /usr, not with an OCI image', 'drop --layer, or run from the shared /usr');
     const rootfs = join(request.dataDir, 'rootfs');
     const image = await unpackOciImage(request.image, rootfs);
     return { root: { rootfs }, image, release: async () => undefined };

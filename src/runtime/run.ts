@@ -46,7 +46,11 @@ export interface Started {
 }
 
 function generatedName(command: string[]): string {
-  const stem = basename(command[0] ?? 'c').replace(/[^A-Za-z0-9_.-]/g, '').replace(/^[.-]+/, '').slice(0, 50) || 'c';
+  const stem =
+    basename(command[0] ?? 'c')
+      .replace(/[^A-Za-z0-9_.-]/g, '')
+      .replace(/^[.-]+/, '')
+      .slice(0, 50) || 'c';
   return `${stem}-${randomBytes(3).toString('hex')}`;
 }
 
@@ -77,18 +81,29 @@ function containerEtc(root: ContainerSpec['root'], input: EtcInput): Pick<Contai
 }
 
 /** The spec for a request; an OCI image's own command, environment and directory fill what the request leaves out. */
-export function buildSpec(req: RunRequest, name: string, prepared: Pick<PreparedRoot, 'root' | 'image'>, paths: ContainerPaths, userns: ContainerSpec['userns']): ContainerSpec {
+export function buildSpec(
+  req: RunRequest,
+  name: string,
+  prepared: Pick<PreparedRoot, 'root' | 'image'>,
+  paths: ContainerPaths,
+  userns: ContainerSpec['userns'],
+): ContainerSpec {
   const { root, image } = prepared;
   const hostname = req.hostname ?? name;
   const home = homeOf(req.user.uid);
   const env = mergeEnv(
-    [`PATH=${DEFAULT_PATH}`, `HOME=${home}`, `HOSTNAME=${hostname}`, 'container=cairn', ...(req.tty ? [`TERM=${process.env.TERM ?? 'xterm'}`] : []), ...(image?.env ?? [])],
+    [
+      `PATH=${DEFAULT_PATH}`,
+      `HOME=${home}`,
+      `HOSTNAME=${hostname}`,
+      'container=cairn',
+      ...(req.tty ? [`TERM=${process.env.TERM ?? 'xterm'}`] : []),
+      ...(image?.env ?? []),
+    ],
     req.env,
   );
   // the container's writable space; an OCI root brings its own /var and /home
-  const data: BindMount[] = 'usr' in root
-    ? ['var', 'home', 'root'].map((d) => ({ source: join(paths.dataDir, d), target: `/${d}`, readOnly: false }))
-    : [];
+  const data: BindMount[] = 'usr' in root ? ['var', 'home', 'root'].map((d) => ({ source: join(paths.dataDir, d), target: `/${d}`, readOnly: false })) : [];
   return {
     name,
     hostname,
@@ -140,14 +155,25 @@ export async function startContainer(req: RunRequest): Promise<Started> {
   let paths: ContainerPaths | undefined;
   try {
     paths = await createContainerDirs(name).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'EACCES' || err.code === 'EROFS') throw new CairnError(`cannot create the container's directories: ${err.message}`, 'run as root, or set CAIRN_RUN_DIR and CAIRN_STATE_DIR to directories you own');
+      if (err.code === 'EACCES' || err.code === 'EROFS')
+        throw new CairnError(
+          `cannot create the container's directories: ${err.message}`,
+          'run as root, or set CAIRN_RUN_DIR and CAIRN_STATE_DIR to directories you own',
+        );
       throw err;
     });
     prepared = await prepareRoot({ ...req.root, dataDir: paths.dataDir });
     await prepareWritableSpace(paths, req.user, userns);
     const spec = buildSpec(req, name, prepared, paths, userns);
     if (spec.args.length === 0) throw new CairnError('no command to run', 'put it after --, e.g. cairn run -- /bin/sh -c "echo hi"');
-    const state: ContainerState = { name, createdAt: new Date().toISOString(), command: spec.args, usr: 'usr' in prepared.root ? prepared.root.usr : prepared.root.rootfs, net: req.net, detached: req.detach };
+    const state: ContainerState = {
+      name,
+      createdAt: new Date().toISOString(),
+      command: spec.args,
+      usr: 'usr' in prepared.root ? prepared.root.usr : prepared.root.rootfs,
+      net: req.net,
+      detached: req.detach,
+    };
     await writeState(state);
     const log = req.detach ? openSync(paths.logFile, 'a', 0o640) : undefined;
     let launched: Launched;

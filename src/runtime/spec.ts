@@ -70,7 +70,10 @@ export function checkName(name: string, what = 'container name'): void {
 export function isCleanAbsolute(path: string): boolean {
   if (!path.startsWith('/') || path.includes('\0') || path.length >= 4096) return false;
   if (path === '/') return true;
-  return path.slice(1).split('/').every((c) => c !== '' && c !== '.' && c !== '..');
+  return path
+    .slice(1)
+    .split('/')
+    .every((c) => c !== '' && c !== '.' && c !== '..');
 }
 
 function bad(field: string, why: string): never {
@@ -140,11 +143,15 @@ export function checkSpec(spec: ContainerSpec): void {
     if (s.target === '' || s.target.includes('\0')) bad('symlinks.target', `of ${s.path} is empty or contains NUL`);
   }
   const { memoryBytes, cpus, pids } = spec.limits;
-  if (memoryBytes !== undefined && (!Number.isSafeInteger(memoryBytes) || memoryBytes < MIN_MEMORY)) bad('limits.memoryBytes', `${memoryBytes} is below 1 MiB or not a whole number`);
+  if (memoryBytes !== undefined && (!Number.isSafeInteger(memoryBytes) || memoryBytes < MIN_MEMORY))
+    bad('limits.memoryBytes', `${memoryBytes} is below 1 MiB or not a whole number`);
   if (cpus !== undefined && (!Number.isFinite(cpus) || cpus < 0.01 || cpus > 1024)) bad('limits.cpus', `${cpus} is not between 0.01 and 1024`);
   if (pids !== undefined && (!Number.isInteger(pids) || pids < 1 || pids > 1 << 22)) bad('limits.pids', `${pids} is not between 1 and ${1 << 22}`);
   if (spec.userns) {
-    for (const [field, maps] of [['userns.uidMap', spec.userns.uidMap], ['userns.gidMap', spec.userns.gidMap]] as const) {
+    for (const [field, maps] of [
+      ['userns.uidMap', spec.userns.uidMap],
+      ['userns.gidMap', spec.userns.gidMap],
+    ] as const) {
       if (maps.length === 0) bad(field, 'is empty');
       checkCount(field, maps.length, MAX_IDMAPS);
       for (const m of maps) {

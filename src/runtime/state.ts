@@ -118,10 +118,17 @@ export function parseState(text: string, where: string): ContainerState {
     throw new CairnError(`${where}: not JSON (${(err as Error).message})`, 'remove the container with "cairn rm"');
   }
   const ok =
-    typeof s === 'object' && s !== null && typeof s.name === 'string' && typeof s.createdAt === 'string' &&
-    Array.isArray(s.command) && s.command.every((c) => typeof c === 'string') && typeof s.usr === 'string' &&
-    typeof s.net === 'string' && typeof s.detached === 'boolean' &&
-    (s.supervisor === undefined || isRef(s.supervisor)) && (s.init === undefined || isRef(s.init)) &&
+    typeof s === 'object' &&
+    s !== null &&
+    typeof s.name === 'string' &&
+    typeof s.createdAt === 'string' &&
+    Array.isArray(s.command) &&
+    s.command.every((c) => typeof c === 'string') &&
+    typeof s.usr === 'string' &&
+    typeof s.net === 'string' &&
+    typeof s.detached === 'boolean' &&
+    (s.supervisor === undefined || isRef(s.supervisor)) &&
+    (s.init === undefined || isRef(s.init)) &&
     (s.cgroups === undefined || (Array.isArray(s.cgroups) && s.cgroups.every((c) => typeof c === 'string')));
   if (!ok) throw new CairnError(`${where}: not a container state file`, 'remove the container with "cairn rm"');
   return s;

@@ -40,7 +40,10 @@ export async function stopContainer(name: string, timeoutSeconds: number): Promi
   await signal(current.state.init, 'SIGKILL');
   status = await waitUntilStopped(name, REAP_MS);
   if (status.status === 'running') {
-    throw new CairnError(`container ${name} is still running ${REAP_MS / 1000} s after SIGKILL`, `its supervisor is pid ${current.state.supervisor!.pid}; look at it with ps`);
+    throw new CairnError(
+      `container ${name} is still running ${REAP_MS / 1000} s after SIGKILL`,
+      `its supervisor is pid ${current.state.supervisor!.pid}; look at it with ps`,
+    );
   }
   return status;
 }

@@ -16,9 +16,7 @@ export async function parseKeyring(data: Uint8Array, where: string): Promise<ope
   const blocks = Buffer.from(data).toString('latin1').match(ARMOR_BLOCK);
   let keys: openpgp.Key[];
   try {
-    keys = blocks
-      ? (await Promise.all(blocks.map((armoredKeys) => openpgp.readKeys({ armoredKeys })))).flat()
-      : await openpgp.readKeys({ binaryKeys: data });
+    keys = blocks ? (await Promise.all(blocks.map((armoredKeys) => openpgp.readKeys({ armoredKeys })))).flat() : await openpgp.readKeys({ binaryKeys: data });
   } catch (err) {
     throw new CairnError(
       `${where}: not an OpenPGP keyring (${(err as Error).message})`,

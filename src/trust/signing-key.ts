@@ -38,8 +38,16 @@ export async function writeSigningKeyPair(dir: string, name: string, email?: str
   // Both are checked before either is written: a half-replaced pair would sign with one key
   // and hand out another.
   for (const path of [privatePath, publicPath]) {
-    if (await access(path, constants.F_OK).then(() => true, () => false)) {
-      throw new CairnError(`${path} already exists: refusing to overwrite a signing key`, 'choose another --out folder, or move the old key away first if you really mean to replace it');
+    if (
+      await access(path, constants.F_OK).then(
+        () => true,
+        () => false,
+      )
+    ) {
+      throw new CairnError(
+        `${path} already exists: refusing to overwrite a signing key`,
+        'choose another --out folder, or move the old key away first if you really mean to replace it',
+      );
     }
   }
   const key = await generateSigningKey(name, email);
@@ -62,6 +70,9 @@ export async function loadSigningKey(path: string): Promise<openpgp.PrivateKey> 
     if (!key.isDecrypted()) throw new Error('it is protected by a passphrase, which cairn does not prompt for');
     return key;
   } catch (err) {
-    throw new CairnError(`${path} is not a usable OpenPGP private key: ${(err as Error).message}`, 'pass the private half (key.asc) made by "cairn keys generate"');
+    throw new CairnError(
+      `${path} is not a usable OpenPGP private key: ${(err as Error).message}`,
+      'pass the private half (key.asc) made by "cairn keys generate"',
+    );
   }
 }

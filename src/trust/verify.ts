@@ -67,12 +67,7 @@ async function judge(
 }
 
 /** Verifies a cleartext-signed document (an InRelease) and returns its signed text. */
-export async function verifyCleartext(
-  text: string,
-  keys: openpgp.PublicKey[],
-  what: string,
-  opts: VerifyOptions = {},
-): Promise<Verified<string>> {
+export async function verifyCleartext(text: string, keys: openpgp.PublicKey[], what: string, opts: VerifyOptions = {}): Promise<Verified<string>> {
   if (!text.trimStart().startsWith(CLEARTEXT_HEADER)) {
     throw new CairnError(`${what}: not signed (no "${CLEARTEXT_HEADER}" header)`, 'cairn accepts only signed metadata');
   }

@@ -34,38 +34,56 @@ require('http').createServer((req, res) => {
 }).listen(8080, () => console.log('cairn-e2e: container listening'));
 `;
 
-test('the container host boots to its default target on a verified /usr and starts its recipe\'s container from the shared /usr', { skip, timeout: 900_000 }, async () => {
-  const data = parse(await readFile(recipe, 'utf8')) as Record<string, unknown> & { kernel: { config: string } };
-  data.kernel.config = fileURLToPath(new URL('../../../kernel-configs/container-host.config', import.meta.url));
-  data.containers = [{ name: 'hello', command: ['/usr/bin/node', '-e', SERVER], net: 'host', memory: '128MiB', restart: 'always' }];
-  // The container's unit logs to the serial console too, where a failure can be read.
-  (data.files as unknown[]).push({ path: '/usr/lib/systemd/system/cairn-container-hello.service.d/console.conf', mode: '0644', content: '[Service]\nStandardOutput=journal+console\nStandardError=journal+console\n' });
-  const file = join(work, 'container-host.yaml');
-  await writeFile(file, stringify(data));
-  await run(process.execPath, [cli, 'build', file, '--out', work, '--json'], { maxBuffer: 1 << 24 });
-  const build = join(work, 'container-host/0.1.0');
-  const manifest = JSON.parse(await readFile(join(build, 'manifest.json'), 'utf8'));
-  const port = await freePort();
-  const guest = await SerialConsole.boot({ disk: join(build, 'disk.raw'), snapshot: true, network: true, forward: [{ host: port, guest: 8080 }] });
-  try {
-    const [, hash] = await guest.waitFor(/cairn-init: verity usr ([0-9a-f]{64}) on \/dev\/vda\d+ \(hash/, 240_000);
-    assert.equal(hash, manifest.usr.rootHash);
-    await guest.waitFor(/cairn-init: starting \/usr\/lib\/systemd\/systemd/, 60_000);
-    await guest.waitFor(/Reached target[^\n]*multi-user\.target/, 400_000);
-    await guest.waitFor(/login: /, 120_000);
-    // The container's unit starts with the system; ask until it answers.
-    let answer: { hostname: string; pid: number; processes: number; usrWritable: boolean | string; usr: string } | undefined;
-    for (let i = 0; i < 120 && !answer; i++) {
-      answer = await fetch(`http://127.0.0.1:${port}/`).then((r) => r.json() as Promise<typeof answer>, () => undefined);
-      if (!answer) await sleep(2000);
+test(
+  "the container host boots to its default target on a verified /usr and starts its recipe's container from the shared /usr",
+  { skip, timeout: 900_000 },
+  async () => {
+    const data = parse(await readFile(recipe, 'utf8')) as Record<string, unknown> & { kernel: { config: string } };
+    data.kernel.config = fileURLToPath(new URL('../../../kernel-configs/container-host.config', import.meta.url));
+    data.containers = [{ name: 'hello', command: ['/usr/bin/node', '-e', SERVER], net: 'host', memory: '128MiB', restart: 'always' }];
+    // The container's unit logs to the serial console too, where a failure can be read.
+    (data.files as unknown[]).push({
+      path: '/usr/lib/systemd/system/cairn-container-hello.service.d/console.conf',
+      mode: '0644',
+      content: '[Service]\nStandardOutput=journal+console\nStandardError=journal+console\n',
+    });
+    const file = join(work, 'container-host.yaml');
+    await writeFile(file, stringify(data));
+    await run(process.execPath, [cli, 'build', file, '--out', work, '--json'], { maxBuffer: 1 << 24 });
+    const build = join(work, 'container-host/0.1.0');
+    const manifest = JSON.parse(await readFile(join(build, 'manifest.json'), 'utf8'));
+    const port = await freePort();
+    const guest = await SerialConsole.boot({ disk: join(build, 'disk.raw'), snapshot: true, network: true, forward: [{ host: port, guest: 8080 }] });
+    try {
+      const [, hash] = await guest.waitFor(/cairn-init: verity usr ([0-9a-f]{64}) on \/dev\/vda\d+ \(hash/, 240_000);
+      assert.equal(hash, manifest.usr.rootHash);
+      await guest.waitFor(/cairn-init: starting \/usr\/lib\/systemd\/systemd/, 60_000);
+      await guest.waitFor(/Reached target[^\n]*multi-user\.target/, 400_000);
+      await guest.waitFor(/login: /, 120_000);
+      // The container's unit starts with the system; ask until it answers.
+      let answer: { hostname: string; pid: number; processes: number; usrWritable: boolean | string; usr: string } | undefined;
+      for (let i = 0; i < 120 && !answer; i++) {
+        answer = await fetch(`http://127.0.0.1:${port}/`).then(
+          (r) => r.json() as Promise<typeof answer>,
+          () => undefined,
+        );
+        if (!answer) await sleep(2000);
+      }
+      assert.ok(
+        answer,
+        `the container answered; console lines about it:\n${guest.output
+          .split('\n')
+          .filter((l) => /hello|cairn/i.test(l))
+          .join('\n')
+          .slice(-4000)}`,
+      );
+      assert.equal(answer.hostname, 'hello');
+      assert.ok(answer.processes <= 3, `its own PID namespace (${answer.processes} processes)`);
+      assert.equal(answer.usrWritable, 'EROFS', '/usr is read-only');
+      assert.match(answer.usr, / \/usr .* - erofs \/dev\/(dm-0|mapper\/usr) ro/, `the host's verified /usr: ${answer.usr}`);
+    } finally {
+      await guest.kill();
     }
-    assert.ok(answer, `the container answered; console lines about it:\n${guest.output.split('\n').filter((l) => /hello|cairn/i.test(l)).join('\n').slice(-4000)}`);
-    assert.equal(answer.hostname, 'hello');
-    assert.ok(answer.processes <= 3, `its own PID namespace (${answer.processes} processes)`);
-    assert.equal(answer.usrWritable, 'EROFS', '/usr is read-only');
-    assert.match(answer.usr, / \/usr .* - erofs \/dev\/(dm-0|mapper\/usr) ro/, `the host's verified /usr: ${answer.usr}`);
-  } finally {
-    await guest.kill();
-  }
-  assert.doesNotMatch(guest.output, /cairn-init: FATAL/);
-});
+    assert.doesNotMatch(guest.output, /cairn-init: FATAL/);
+  },
+);

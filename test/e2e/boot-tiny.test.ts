@@ -44,7 +44,10 @@ async function partition(disk: string, label: string) {
 async function ukiNames(disk: string): Promise<string[]> {
   const esp = await partition(disk, 'esp');
   const { stdout } = await run('mdir', ['-b', '-i', `${disk}@@${esp.offset}`, '::EFI/Linux'], { env: { ...process.env, MTOOLS_SKIP_CHECK: '1' } });
-  return stdout.split('\n').map((l) => l.trim().split('/').pop()!).filter((n) => n.endsWith('.efi'));
+  return stdout
+    .split('\n')
+    .map((l) => l.trim().split('/').pop()!)
+    .filter((n) => n.endsWith('.efi'));
 }
 
 test('tiny boots through systemd-boot and cairn-init onto a verified, read-only /usr', { skip, timeout: 300_000 }, async () => {

@@ -37,7 +37,10 @@ export class SerialConsole {
     const existing = this.text.match(pattern);
     if (existing) return Promise.resolve(existing);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${pattern}; console ends with:\n${this.text.slice(-3000)}`)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${pattern}; console ends with:\n${this.text.slice(-3000)}`)),
+        timeoutMs,
+      );
       const waiter = {
         pattern,
         resolve: (m: RegExpMatchArray) => {

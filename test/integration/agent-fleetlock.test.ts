@@ -25,7 +25,8 @@ after(async () => {
 });
 
 const fast: Partial<FleetLockOptions> = { initialDelayMs: 10, maxDelayMs: 80 };
-const client = (group: string, id: string, extra: Partial<FleetLockOptions> = {}): FleetLockClient => new FleetLockClient({ url: server.url, group, id, ...fast, ...extra });
+const client = (group: string, id: string, extra: Partial<FleetLockOptions> = {}): FleetLockClient =>
+  new FleetLockClient({ url: server.url, group, id, ...fast, ...extra });
 
 test('of five agents asking at once for two slots, exactly two get one', needsEtcd, async () => {
   const ids = ['node-1', 'node-2', 'node-3', 'node-4', 'node-5'];
@@ -58,20 +59,29 @@ test('five agents with retries all reboot in turn, never more than two at once',
   const refused = new Set<string>();
   let allRefused!: () => void;
   // The first holders keep their slots until the other three have been turned away once.
-  const othersWaited = new Promise<void>((resolve) => { allRefused = resolve; });
-  await Promise.all(ids.map(async (id) => {
-    const agent = client('fleet', id, { onRetry: () => { refused.add(id); if (refused.size === 3) allRefused(); } });
-    await agent.preReboot();
-    holding++;
-    most = Math.max(most, holding);
-    const holders = await server.holders('fleet');
-    assert.ok(holders.includes(id) && holders.length <= 2, `holders ${holders.join(',')} while ${id} reboots`);
-    await othersWaited;
-    rebooted.push(id);
-    // Counted down before the release, so `holding` never exceeds what the server holds.
-    holding--;
-    await agent.steadyState();
-  }));
+  const othersWaited = new Promise<void>((resolve) => {
+    allRefused = resolve;
+  });
+  await Promise.all(
+    ids.map(async (id) => {
+      const agent = client('fleet', id, {
+        onRetry: () => {
+          refused.add(id);
+          if (refused.size === 3) allRefused();
+        },
+      });
+      await agent.preReboot();
+      holding++;
+      most = Math.max(most, holding);
+      const holders = await server.holders('fleet');
+      assert.ok(holders.includes(id) && holders.length <= 2, `holders ${holders.join(',')} while ${id} reboots`);
+      await othersWaited;
+      rebooted.push(id);
+      // Counted down before the release, so `holding` never exceeds what the server holds.
+      holding--;
+      await agent.steadyState();
+    }),
+  );
   assert.deepEqual([...rebooted].sort(), [...ids].sort());
   assert.ok(most >= 1 && most <= 2, `at most two at once, saw ${most}`);
   assert.equal(refused.size, 3);
@@ -84,7 +94,11 @@ test('a waiting agent gets the slot once the holder releases it, and can be call
   const waiting = client('solo', 'waiter');
   const aborted = new AbortController();
   let refusals = 0;
-  const giveUp = client('solo', 'impatient', { onRetry: () => { if (++refusals === 2) aborted.abort(); } });
+  const giveUp = client('solo', 'impatient', {
+    onRetry: () => {
+      if (++refusals === 2) aborted.abort();
+    },
+  });
   await assert.rejects(giveUp.preReboot(aborted.signal), { name: 'AbortError' });
   const granted = waiting.preReboot();
   assert.deepEqual(await server.holders('solo'), ['holder']);
@@ -111,11 +125,15 @@ test('an unreachable server is a CairnError naming it', async () => {
 });
 
 const id128 = '/usr/bin/systemd-id128';
-test('the FleetLock id is what systemd-id128 derives for the same application id', { skip: existsSync(id128) && existsSync('/etc/machine-id') ? false : 'needs systemd-id128 and /etc/machine-id' }, () => {
-  const machineId = readFileSync('/etc/machine-id', 'utf8');
-  for (const app of [CAIRN_APP_ID, 'de35106b6ec24688b63afddaa156679b']) {
-    const expected = execFileSync(id128, ['machine-id', `--app-specific=${app}`], { encoding: 'utf8' }).trim();
-    assert.equal(appSpecificId(machineId, app), expected);
-  }
-  assert.notEqual(appSpecificId(machineId), machineId.trim(), 'the lock server never sees the raw machine id');
-});
+test(
+  'the FleetLock id is what systemd-id128 derives for the same application id',
+  { skip: existsSync(id128) && existsSync('/etc/machine-id') ? false : 'needs systemd-id128 and /etc/machine-id' },
+  () => {
+    const machineId = readFileSync('/etc/machine-id', 'utf8');
+    for (const app of [CAIRN_APP_ID, 'de35106b6ec24688b63afddaa156679b']) {
+      const expected = execFileSync(id128, ['machine-id', `--app-specific=${app}`], { encoding: 'utf8' }).trim();
+      assert.equal(appSpecificId(machineId, app), expected);
+    }
+    assert.notEqual(appSpecificId(machineId), machineId.trim(), 'the lock server never sees the raw machine id');
+  },
+);

@@ -3,7 +3,7 @@
 // is mounted the way the host mounts /usr, so the boot disk is found through sysfs.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +12,7 @@ import { detectSlots, deviceOf, findBootDisk } from '../../src/agent/slots.js';
 import { diskPartitions } from '../../src/image/disk.js';
 import { MiB, writeGpt } from '../../src/image/gpt.js';
 import { computeVerity, verityPartitionUuids } from '../../src/image/verity.js';
+import { withLoopDisk } from '../fixtures/loop-disk.js';
 
 const isRoot = process.getuid?.() === 0;
 const asRoot = { skip: isRoot ? false : 'loop devices and mounts need root' };
@@ -49,7 +50,8 @@ before(async () => {
   // The disk as provisioned with release A, after the agent wrote release B into slot B.
   const slotB = verityPartitionUuids(b.rootHash);
   const specs = diskPartitions({ name: 'tiny', arch: 'amd64', sizes: SIZES, rootHash: a.rootHash }).map((p) =>
-    p.label === 'usr-B' ? { ...p, uuid: slotB.usr } : p.label === 'usr-B-verity' ? { ...p, uuid: slotB.usrVerity } : p);
+    p.label === 'usr-B' ? { ...p, uuid: slotB.usr } : p.label === 'usr-B-verity' ? { ...p, uuid: slotB.usrVerity } : p,
+  );
   disk = join(work, 'disk.raw');
   const layout = await writeGpt(disk, 32 * MiB, specs, '6a1e5c3b-0d2f-4e8a-9b7c-1f2e3d4c5b6a');
   const at = (label: string): number => layout.partitions.find((p) => p.label === label)!.offset;
@@ -57,13 +59,18 @@ before(async () => {
   await copyInto(disk, a.verity, at('usr-A-verity'));
   await copyInto(disk, b.usr, at('usr-B'));
   await copyInto(disk, b.verity, at('usr-B-verity'));
-  for (const [name, r] of [['A', a], ['B', b]] as const) {
+  for (const [name, r] of [
+    ['A', a],
+    ['B', b],
+  ] as const) {
     const cmdline = join(work, `cmdline-${name}`);
     await writeFile(cmdline, `BOOT_IMAGE=/EFI/Linux/tiny.efi console=ttyS0 usrhash=${r.rootHash} quiet -- --log-level=info\n`);
     releases[name] = { rootHash: r.rootHash, cmdline };
   }
 });
-after(async () => { await rm(work, { recursive: true, force: true }); });
+after(async () => {
+  await rm(work, { recursive: true, force: true });
+});
 
 test('each usrhash finds its own slot on the disk image, and the other is the inactive one', async () => {
   const onA = await detectSlots({ disk, cmdline: releases.A.cmdline });
@@ -79,26 +86,11 @@ test('each usrhash finds its own slot on the disk image, and the other is the in
 });
 
 test('with slot B mounted from a loop device, sysfs leads from the mount to the disk', asRoot, async () => {
-  const loop = run('losetup', ['--find', '--show', '--read-only', '--partscan', disk]).trim();
-  const mnt = join(work, 'mnt');
-  await mkdir(mnt, { recursive: true });
-  let mounted = false;
-  try {
-    for (let i = 0; i < 20 && !existsSync(`${loop}p5`); i++) await new Promise((resolve) => setTimeout(resolve, 100));
-    // Kernels that do not scan loop devices: partx adds the partitions from the GPT itself.
-    if (!existsSync(`${loop}p5`)) run('partx', ['--add', loop]);
-    run('mount', ['-t', 'erofs', '-o', 'ro', `${loop}p4`, mnt]);
-    mounted = true;
+  await withLoopDisk(disk, 5, async (loop) => {
+    const mnt = loop.mount(4, 'erofs');
     assert.equal(readFileSync(join(mnt, 'lib', 'os-release'), 'utf8'), 'IMAGE_VERSION=2.0\n');
-    assert.equal(await findBootDisk(await deviceOf(mnt)), loop);
+    assert.equal(await findBootDisk(await deviceOf(mnt)), loop.device);
     const slots = await detectSlots({ cmdline: releases.B.cmdline, usrMount: mnt });
-    assert.deepEqual([slots.disk, slots.running.name, slots.running.usr.number, slots.inactive.name], [loop, 'B', 4, 'A']);
-  } finally {
-    if (mounted) run('umount', [mnt]);
-    try {
-      run('partx', ['--delete', loop]);
-    } finally {
-      run('losetup', ['--detach', loop]);
-    }
-  }
+    assert.deepEqual([slots.disk, slots.running.name, slots.running.usr.number, slots.inactive.name], [loop.device, 'B', 4, 'A']);
+  });
 });

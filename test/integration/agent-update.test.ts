@@ -61,7 +61,11 @@ before(async () => {
   // Each release replaces files and edits others in place (those get patches). The hosts here run
   // 1.0.0 and most install 1.2.0, so 1.2.0's patches start from 1.0.0: the cut points then fall
   // inside patched runs too.
-  for (const [version, changes, tweaks] of [['1.0.0', [], []], ['1.1.0', [3, 50], [10]], ['1.2.0', [3, 50, 77], [10, 11]]] as const) {
+  for (const [version, changes, tweaks] of [
+    ['1.0.0', [], []],
+    ['1.1.0', [3, 50], [10]],
+    ['1.2.0', [3, 50, 77], [10, 11]],
+  ] as const) {
     builds[version] = await makeReleaseBuild(join(work, 'builds'), { version, changes: [...changes], tweaks: [...tweaks] });
     await publishRelease({ buildDir: builds[version]!, repoDir: repo, key, deltaFrom: version === '1.2.0' ? '1.0.0' : undefined });
   }
@@ -99,8 +103,14 @@ test('v1 → v2: only missing chunks are downloaded, slot B verifies, the new bo
   const h = await host('happy');
   const outcome = await (await transaction(h)).run();
   assert.equal(outcome.status, 'installed');
-  assert.ok(outcome.status === 'installed' && outcome.downloadedBytes > 0 && outcome.downloadedBytes < outcome.fullBytes / 4, `a delta: ${JSON.stringify(outcome)}`);
-  assert.deepEqual((await listEntries(h.esp)).map((e) => e.file), ['demo_1.0.0.efi', 'demo_1.1.0+3.efi']);
+  assert.ok(
+    outcome.status === 'installed' && outcome.downloadedBytes > 0 && outcome.downloadedBytes < outcome.fullBytes / 4,
+    `a delta: ${JSON.stringify(outcome)}`,
+  );
+  assert.deepEqual(
+    (await listEntries(h.esp)).map((e) => e.file),
+    ['demo_1.0.0.efi', 'demo_1.1.0+3.efi'],
+  );
   const v2 = (await readManifest(builds['1.1.0']!)).manifest;
   const slotB = (await readGpt(h.disk)).partitions.find((p) => p.label === 'usr-B')!;
   assert.equal(slotB.uuid, verityPartitionUuids(v2.usr.rootHash).usr, 'slot B is named for the new root hash');
@@ -109,30 +119,56 @@ test('v1 → v2: only missing chunks are downloaded, slot B verifies, the new bo
 
   const context = await boot(h);
   assert.equal(context.version, '1.1.0');
-  const after = await afterBoot({ host: context, stateDir: h.stateDir, health: (await loadAgentConfig(h.config)).health, log: () => undefined, efivar: join(h.dir, 'LoaderEntrySelected') });
+  const after = await afterBoot({
+    host: context,
+    stateDir: h.stateDir,
+    health: (await loadAgentConfig(h.config)).health,
+    log: () => undefined,
+    efivar: join(h.dir, 'LoaderEntrySelected'),
+  });
   assert.equal(after.status, 'blessed');
-  assert.deepEqual((await listEntries(h.esp)).map((e) => e.file), ['demo_1.0.0.efi', 'demo_1.1.0.efi']);
+  assert.deepEqual(
+    (await listEntries(h.esp)).map((e) => e.file),
+    ['demo_1.0.0.efi', 'demo_1.1.0.efi'],
+  );
   assert.equal((await loadState(h.stateDir)).state.transaction, null);
   // Nothing newer: the agent says so and changes nothing.
-  assert.deepEqual(await (await transaction(h, context)).run(), { status: 'up-to-date', reason: '1.1.0 is the channel\'s release' });
+  assert.deepEqual(await (await transaction(h, context)).run(), { status: 'up-to-date', reason: "1.1.0 is the channel's release" });
 });
 
 test('a release whose health checks fail is tried until its counter runs out, then recorded as bad', async () => {
   const h = await host('rollback', ['/bin/sh', '-c', 'test "$(cat /proc/sys/kernel/hostname)" = never']);
   await (await transaction(h)).run();
   let context = await boot(h);
-  await afterBoot({ host: context, stateDir: h.stateDir, health: { timeout: 5, checks: [] }, log: () => undefined, efivar: join(h.dir, 'LoaderEntrySelected') });
+  await afterBoot({
+    host: context,
+    stateDir: h.stateDir,
+    health: { timeout: 5, checks: [] },
+    log: () => undefined,
+    efivar: join(h.dir, 'LoaderEntrySelected'),
+  });
   // Now on 1.1.0, blessed; the channel moves to 1.2.0, whose checks never pass.
   await promote({ repoDir: repo, name: 'demo', key, version: '1.2.0', channel: 'stable' });
   const installed = await (await transaction(h, context)).run();
   assert.equal(installed.status, 'installed');
-  assert.deepEqual((await listEntries(h.esp)).map((e) => e.file), ['demo_1.1.0.efi', 'demo_1.2.0+3.efi'], 'the entry of the overwritten slot (1.0.0) went first');
+  assert.deepEqual(
+    (await listEntries(h.esp)).map((e) => e.file),
+    ['demo_1.1.0.efi', 'demo_1.2.0+3.efi'],
+    'the entry of the overwritten slot (1.0.0) went first',
+  );
   const v1 = context;
   const health = (await loadAgentConfig(h.config)).health;
   for (let attempt = 1; attempt <= 3; attempt++) {
     const trial = await boot(h);
     assert.equal(trial.version, '1.2.0', `try ${attempt} boots 1.2.0`);
-    const result = await afterBoot({ host: trial, stateDir: h.stateDir, health: { ...health, timeout: 2 }, probes: { retryDelayMs: 200 }, log: () => undefined, efivar: join(h.dir, 'LoaderEntrySelected') });
+    const result = await afterBoot({
+      host: trial,
+      stateDir: h.stateDir,
+      health: { ...health, timeout: 2 },
+      probes: { retryDelayMs: 200 },
+      log: () => undefined,
+      efivar: join(h.dir, 'LoaderEntrySelected'),
+    });
     assert.equal(result.status, 'unhealthy');
   }
   context = await boot(h);
@@ -141,8 +177,14 @@ test('a release whose health checks fail is tried until its counter runs out, th
   const fell = await afterBoot({ host: context, stateDir: h.stateDir, health, log: () => undefined, efivar: join(h.dir, 'LoaderEntrySelected') });
   assert.deepEqual(fell, { status: 'fell-back', bad: '1.2.0', version: '1.1.0' });
   const { state } = await loadState(h.stateDir);
-  assert.deepEqual(state.bad.map((b) => b.version), ['1.2.0']);
-  assert.deepEqual((await listEntries(h.esp)).map((e) => e.file), ['demo_1.1.0.efi']);
+  assert.deepEqual(
+    state.bad.map((b) => b.version),
+    ['1.2.0'],
+  );
+  assert.deepEqual(
+    (await listEntries(h.esp)).map((e) => e.file),
+    ['demo_1.1.0.efi'],
+  );
   assert.deepEqual(await (await transaction(h, context)).run(), { status: 'up-to-date', reason: '1.2.0 failed on this host before' });
   await promote({ repoDir: repo, name: 'demo', key, version: '1.1.0', channel: 'stable' }).catch(() => undefined);
 });
@@ -155,7 +197,14 @@ test('the agent killed at each of its writes: the host always boots a verified s
   const copyHost = async (name: string): Promise<TestHost> => {
     const dir = join(work, name);
     await cp(template.dir, dir, { recursive: true });
-    const h: TestHost = { dir, disk: join(dir, 'disk.raw'), esp: join(dir, 'esp'), stateDir: join(dir, 'state'), config: join(dir, 'agent.yaml'), context: { ...template.context, disk: join(dir, 'disk.raw'), esp: join(dir, 'esp') } };
+    const h: TestHost = {
+      dir,
+      disk: join(dir, 'disk.raw'),
+      esp: join(dir, 'esp'),
+      stateDir: join(dir, 'state'),
+      config: join(dir, 'agent.yaml'),
+      context: { ...template.context, disk: join(dir, 'disk.raw'), esp: join(dir, 'esp') },
+    };
     await writeFile(h.config, (await readFile(template.config, 'utf8')).replace(template.stateDir, h.stateDir));
     return h;
   };
@@ -168,7 +217,10 @@ test('the agent killed at each of its writes: the host always boots a verified s
   const versions = new Set<string>();
   for (let n = 1; n <= points; n++) {
     const h = await copyHost(`cut-${n}`);
-    const killed = await run(process.execPath, [child, args(h)], { env: { ...process.env, CAIRN_AGENT_CUT_AT: String(n) } }).then(() => null, (err: { signal?: string }) => err.signal);
+    const killed = await run(process.execPath, [child, args(h)], { env: { ...process.env, CAIRN_AGENT_CUT_AT: String(n) } }).then(
+      () => null,
+      (err: { signal?: string }) => err.signal,
+    );
     assert.equal(killed, 'SIGKILL', `cut ${n} killed the agent`);
     const booted = await bootsVerified(h, join(h.dir, 'scratch.raw'));
     versions.add(booted.version!);
@@ -225,7 +277,7 @@ test('through the agent, hostile responses are refused and nothing they carried 
         );
       } else {
         const patch = plan.patches[0]!;
-        assert.ok(patch, 'a host on 1.0.0 uses 1.1.0\'s patches');
+        assert.ok(patch, "a host on 1.0.0 uses 1.1.0's patches");
         const url = `/patches/${patch.sha256.slice(0, 2)}/${patch.sha256}.patch`;
         const forged = await readFile(join(repo, url));
         forged[forged.length - 1] ^= 1;
@@ -240,7 +292,10 @@ test('through the agent, hostile responses are refused and nothing they carried 
         hostile.options = options;
         const tx = new UpdateTransaction({ host: h.context, config, keys: [key.toPublic()], log: () => undefined });
         await assert.rejects(tx.run(), message, what);
-        assert.ok((await slotBytes(region)).every((b) => b === 0), `${what}: slot B holds nothing of what was refused`);
+        assert.ok(
+          (await slotBytes(region)).every((b) => b === 0),
+          `${what}: slot B holds nothing of what was refused`,
+        );
         const { state } = await loadState(h.stateDir);
         assert.match(state.lastError?.message ?? '', message, `${what}: the error is recorded for status`);
       }

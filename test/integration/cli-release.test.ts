@@ -39,17 +39,20 @@ let build: string;
 let keys: string;
 let fingerprint: string;
 
-before(async () => {
-  if (skip) return;
-  work = await mkdtemp(join(tmpdir(), 'cairn-release-'));
-  keys = join(work, 'keys');
-  ({ fingerprint } = JSON.parse(await ok('keys', 'generate', '--out', keys, '--name', 'cairn test', '--json')) as { fingerprint: string });
-  // Recipe and lock are copied so the build neither re-resolves nor writes beside the shipped recipe.
-  // The lock is gitignored: on a fresh clone there is none, and the build writes it here.
-  await copyFile(join(recipes, 'tiny.yaml'), join(work, 'tiny.yaml'));
-  await ok('build', join(work, 'tiny.yaml'), '--out', join(work, 'out'), '--sign-key', join(keys, 'release.asc'), '--json');
-  build = join(work, 'out/tiny/0.1.0');
-}, { timeout: 300_000 });
+before(
+  async () => {
+    if (skip) return;
+    work = await mkdtemp(join(tmpdir(), 'cairn-release-'));
+    keys = join(work, 'keys');
+    ({ fingerprint } = JSON.parse(await ok('keys', 'generate', '--out', keys, '--name', 'cairn test', '--json')) as { fingerprint: string });
+    // Recipe and lock are copied so the build neither re-resolves nor writes beside the shipped recipe.
+    // The lock is gitignored: on a fresh clone there is none, and the build writes it here.
+    await copyFile(join(recipes, 'tiny.yaml'), join(work, 'tiny.yaml'));
+    await ok('build', join(work, 'tiny.yaml'), '--out', join(work, 'out'), '--sign-key', join(keys, 'release.asc'), '--json');
+    build = join(work, 'out/tiny/0.1.0');
+  },
+  { timeout: 300_000 },
+);
 after(() => (work ? rm(work, { recursive: true, force: true }) : undefined));
 
 /** A copy of the build to damage: links to the big files, real copies of the ones named. */
@@ -126,8 +129,14 @@ test('verify and inspect reject an edited manifest.json', { skip }, async () => 
 test('inspect shows the layout, the boot entry with its counter, the root hash and the signer', { skip, timeout: 60_000 }, async () => {
   const manifest = JSON.parse(await readFile(join(build, 'manifest.json'), 'utf8'));
   const report = JSON.parse(await ok('inspect', join(build, 'disk.raw'), '--key', join(keys, 'release.pub.asc'), '--json'));
-  assert.deepEqual(report.disk.partitions.map((p: { label: string }) => p.label), ['esp', 'usr-A', 'usr-A-verity', 'usr-B', 'usr-B-verity', 'root']);
-  assert.deepEqual(report.disk.partitions.map((p: { typeName: string }) => p.typeName), ['esp', 'usr-amd64', 'usr-verity-amd64', 'usr-amd64', 'usr-verity-amd64', 'root-amd64']);
+  assert.deepEqual(
+    report.disk.partitions.map((p: { label: string }) => p.label),
+    ['esp', 'usr-A', 'usr-A-verity', 'usr-B', 'usr-B-verity', 'root'],
+  );
+  assert.deepEqual(
+    report.disk.partitions.map((p: { typeName: string }) => p.typeName),
+    ['esp', 'usr-amd64', 'usr-verity-amd64', 'usr-amd64', 'usr-verity-amd64', 'root-amd64'],
+  );
   assert.deepEqual(report.disk.ukis, ['tiny_0.1.0+3.efi']);
   assert.equal(report.rootHash, manifest.usr.rootHash);
   assert.ok(report.kernel.cmdline.includes(`usrhash=${manifest.usr.rootHash}`));

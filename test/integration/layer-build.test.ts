@@ -28,8 +28,10 @@ let repo: TestRepo;
 let server: TestServer;
 let work: string;
 
-const pkg = (control: Record<string, string>, files: { path: string; content: string | Buffer; mode?: number }[]) =>
-  ({ control: { Architecture: 'amd64', 'Installed-Size': '10', ...control }, files });
+const pkg = (control: Record<string, string>, files: { path: string; content: string | Buffer; mode?: number }[]) => ({
+  control: { Architecture: 'amd64', 'Installed-Size': '10', ...control },
+  files,
+});
 
 before(async () => {
   if (needs.skip) return;
@@ -57,13 +59,32 @@ before(async () => {
   });
   server = await serveDir(repo.dir);
   await writeFile(join(work, 'kernel.config'), 'CONFIG_EROFS_FS=m\n');
-  for (const [name, packages] of [['base', 'sh'], ['other-base', 'sh, other']]) {
-    await writeFile(join(work, `${name}.yaml`), [
-      `name: ${name}`, 'version: 1.0.0', 'base:', `  mirror: ${server.url}`, `  suite: ${repo.suite}`, `  keyring: ${repo.keyringPath}`,
-      '  essential: false', `packages: [${packages}]`, 'kernel:', '  package: linux-image-test', '  config: kernel.config', '',
-    ].join('\n'));
+  for (const [name, packages] of [
+    ['base', 'sh'],
+    ['other-base', 'sh, other'],
+  ]) {
+    await writeFile(
+      join(work, `${name}.yaml`),
+      [
+        `name: ${name}`,
+        'version: 1.0.0',
+        'base:',
+        `  mirror: ${server.url}`,
+        `  suite: ${repo.suite}`,
+        `  keyring: ${repo.keyringPath}`,
+        '  essential: false',
+        `packages: [${packages}]`,
+        'kernel:',
+        '  package: linux-image-test',
+        '  config: kernel.config',
+        '',
+      ].join('\n'),
+    );
   }
-  await writeFile(join(work, 'app.yaml'), ['name: app', 'version: "2.0"', 'base: base.yaml', `keyring: ${repo.keyringPath}`, 'packages: [app, libc]', ''].join('\n'));
+  await writeFile(
+    join(work, 'app.yaml'),
+    ['name: app', 'version: "2.0"', 'base: base.yaml', `keyring: ${repo.keyringPath}`, 'packages: [app, libc]', ''].join('\n'),
+  );
 });
 
 after(async () => {
@@ -73,6 +94,7 @@ after(async () => {
 });
 
 // Asynchronous on purpose: the repository server runs in this process and must keep answering.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the CLI's JSON, asserted field by field
 function cairn(...args: string[]): Promise<{ status: number; stdout: string; stderr: string; json: any }> {
   return new Promise((resolve) => {
     execFile(process.execPath, [cli, ...args, '--cache', join(work, 'cache')], { encoding: 'utf8', cwd: work }, (err, stdout, stderr) => {
@@ -94,7 +116,10 @@ test('the base image carries its lock, and a layer holds only what the base lack
 
   const r = await cairn('layer', 'build', 'app.yaml', '--out', 'layers/a', '--json');
   assert.equal(r.status, 0, r.stderr);
-  assert.deepEqual(r.json.packages.map((p: { name: string }) => p.name), ['app', 'libapp']);
+  assert.deepEqual(
+    r.json.packages.map((p: { name: string }) => p.name),
+    ['app', 'libapp'],
+  );
   assert.deepEqual(r.json.notes, ['libc 1.0 is already in the base image']);
   assert.deepEqual(r.json.dropped, ['/srv/app/data', '/var/lib/app/state']);
   assert.deepEqual(r.json.base, { name: 'base', lockSha256: createHash('sha256').update(inImage).digest('hex') });
@@ -105,7 +130,7 @@ test('the base image carries its lock, and a layer holds only what the base lack
   execFileSync('veritysetup', ['verify', join(work, 'layers/a/app_2.0.layer'), join(work, 'layers/a/app_2.0.verity'), metadata.verity.rootHash]);
 });
 
-test('the same layer built for the base\'s build folder is byte for byte the same', needs, async () => {
+test("the same layer built for the base's build folder is byte for byte the same", needs, async () => {
   const r = await cairn('layer', 'build', 'app.yaml', '--base', 'images/base/1.0.0', '--out', 'layers/b', '--json');
   assert.equal(r.status, 0, r.stderr);
   for (const file of ['app_2.0.layer', 'app_2.0.verity', 'layer.json']) {
@@ -128,14 +153,23 @@ test('base packages the archive no longer lists are read from their cached .deb,
   const lock = (await readLockfile(join(work, 'base.lock')))!;
   const cache = new FetchCache(join(work, 'cache'));
   const records = await baseRecords(lock, [], cache);
-  assert.deepEqual(records.map((r) => [r.name, r.version, r.provides.map((p) => p.name)]).sort(), [['libc', '1.0', ['libc-any']], ['linux-image-test', '6.12-1', []], ['sh', '1', []]]);
+  assert.deepEqual(records.map((r) => [r.name, r.version, r.provides.map((p) => p.name)]).sort(), [
+    ['libc', '1.0', ['libc-any']],
+    ['linux-image-test', '6.12-1', []],
+    ['sh', '1', []],
+  ]);
   const gone = { ...lock, origin: { ...lock.origin, mirror: `${server.url}/moved` } };
-  await assert.rejects(baseRecords(gone, [], new FetchCache(join(work, 'empty-cache'))),
-    /the archive no longer has 3 of the base's packages \(libc 1\.0, linux-image-test 6\.12-1, sh 1…\) and the cache cannot get them/);
+  await assert.rejects(
+    baseRecords(gone, [], new FetchCache(join(work, 'empty-cache'))),
+    /the archive no longer has 3 of the base's packages \(libc 1\.0, linux-image-test 6\.12-1, sh 1…\) and the cache cannot get them/,
+  );
 });
 
 async function mountsUnder(dir: string): Promise<string[]> {
-  return (await readFile('/proc/self/mounts', 'utf8')).split('\n').map((line) => line.split(' ')[1] ?? '').filter((point) => point.startsWith(dir));
+  return (await readFile('/proc/self/mounts', 'utf8'))
+    .split('\n')
+    .map((line) => line.split(' ')[1] ?? '')
+    .filter((point) => point.startsWith(dir));
 }
 
 function loopsFor(image: string): string {
@@ -156,7 +190,13 @@ test('a mounted layer shows its files over the base; release unmounts it and fre
   }
   await mounted.release();
   assert.deepEqual(await mountsUnder(mounted.dirs[0]!), []);
-  assert.equal(await stat(mounted.dirs[0]!).then(() => true, () => false), false);
+  assert.equal(
+    await stat(mounted.dirs[0]!).then(
+      () => true,
+      () => false,
+    ),
+    false,
+  );
   assert.equal(loopsFor(join(layer, 'app_2.0.layer')), '');
 });
 
@@ -177,7 +217,11 @@ test('a layer with a changed byte, a wrong root hash or another base is refused 
   const bytes = await readFile(image);
   bytes[1024 + 7]! ^= 0x20;
   await writeFile(image, bytes);
-  await refusedMount(tampered, baseUsr(), /layer app 2\.0 \(.*tampered\/layer\.json\) is refused: it does not match its root hash [0-9a-f]{64}: .*data block 0 does not match the hash tree/);
+  await refusedMount(
+    tampered,
+    baseUsr(),
+    /layer app 2\.0 \(.*tampered\/layer\.json\) is refused: it does not match its root hash [0-9a-f]{64}: .*data block 0 does not match the hash tree/,
+  );
   assert.equal(loopsFor(image), '');
 
   const relabelled = join(work, 'layers/relabelled');
@@ -187,8 +231,11 @@ test('a layer with a changed byte, a wrong root hash or another base is refused 
   await writeFile(join(relabelled, 'layer.json'), JSON.stringify(metadata));
   await refusedMount(relabelled, baseUsr(), /is refused: it does not match its root hash .*hash block \d+ does not match its parent/);
 
-  await refusedMount(join(work, 'layers/a'), join(work, 'images/other-base/1.0.0/rootfs/usr'),
-    /layer app 2\.0 \(.*\) was built for base base \(lock [0-9a-f]{12}\), but .*other-base\/1\.0\.0\/rootfs\/usr is other-base \(lock [0-9a-f]{12}\)/);
+  await refusedMount(
+    join(work, 'layers/a'),
+    join(work, 'images/other-base/1.0.0/rootfs/usr'),
+    /layer app 2\.0 \(.*\) was built for base base \(lock [0-9a-f]{12}\), but .*other-base\/1\.0\.0\/rootfs\/usr is other-base \(lock [0-9a-f]{12}\)/,
+  );
   const bare = join(work, 'bare-usr');
   await mkdir(bare);
   await refusedMount(join(work, 'layers/a'), bare, /bare-usr has no lib\/cairn\/cairn\.lock/);

@@ -27,14 +27,21 @@ before(async () => {
   execFileSync('make', ['-s', '-C', join(REPO, 'native')], { stdio: 'inherit' });
   work = await mkdtemp(join(tmpdir(), 'cairn-init-'));
 });
-after(async () => { await rm(work, { recursive: true, force: true }); });
+after(async () => {
+  await rm(work, { recursive: true, force: true });
+});
 
 function selftest(...args: string[]): { code: number; out: string } {
   const r = spawnSync(INIT, args, { encoding: 'utf8' });
   return { code: r.status ?? -1, out: r.stdout + r.stderr };
 }
 function fields(out: string): Record<string, string> {
-  return Object.fromEntries(out.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+  return Object.fromEntries(
+    out
+      .trim()
+      .split('\n')
+      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+  );
 }
 const uuidOf = (hex: string) => `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
 const sha = (s: string | Buffer) => createHash('sha256').update(s).digest('hex');
@@ -52,20 +59,47 @@ test('command line: defaults, every parameter, the DPS partition UUIDs', () => {
   const d = selftest('--selftest-cmdline', `console=ttyS0 usrhash=${hash.toUpperCase()} quiet`);
   assert.equal(d.code, 0, d.out);
   assert.deepEqual(fields(d.out), {
-    usrhash: hash, usr_partuuid: uuidOf(hash), verity_partuuid: uuidOf(hash.slice(32)), root: 'auto',
-    init: '/usr/lib/systemd/systemd', rootfstype: 'ext4', rootflags: '', on_failure: 'reboot', verify: 'lazy',
-    device_timeout: '15', debug: '0',
+    usrhash: hash,
+    usr_partuuid: uuidOf(hash),
+    verity_partuuid: uuidOf(hash.slice(32)),
+    root: 'auto',
+    init: '/usr/lib/systemd/systemd',
+    rootfstype: 'ext4',
+    rootflags: '',
+    on_failure: 'reboot',
+    verify: 'lazy',
+    device_timeout: '15',
+    debug: '0',
   });
-  const all = selftest('--selftest-cmdline', [
-    `usrhash=${hash}`, 'cairn.root=PARTUUID=0FC63DAF-8483-4772-8E79-3D69D8477DE4', 'init=/usr/lib/cairn-tiny/init',
-    'rootfstype=xfs', 'rootflags="noatime,discard"', 'cairn.on_failure=poweroff', 'cairn.verify=full',
-    'cairn.device_timeout=3', 'cairn.debug', '--', 'init=/ignored/after/dashes',
-  ].join(' '));
+  const all = selftest(
+    '--selftest-cmdline',
+    [
+      `usrhash=${hash}`,
+      'cairn.root=PARTUUID=0FC63DAF-8483-4772-8E79-3D69D8477DE4',
+      'init=/usr/lib/cairn-tiny/init',
+      'rootfstype=xfs',
+      'rootflags="noatime,discard"',
+      'cairn.on_failure=poweroff',
+      'cairn.verify=full',
+      'cairn.device_timeout=3',
+      'cairn.debug',
+      '--',
+      'init=/ignored/after/dashes',
+    ].join(' '),
+  );
   assert.equal(all.code, 0, all.out);
   assert.deepEqual(fields(all.out), {
-    usrhash: hash, usr_partuuid: uuidOf(hash), verity_partuuid: uuidOf(hash.slice(32)),
-    root: '0fc63daf-8483-4772-8e79-3d69d8477de4', init: '/usr/lib/cairn-tiny/init', rootfstype: 'xfs',
-    rootflags: 'noatime,discard', on_failure: 'poweroff', verify: 'full', device_timeout: '3', debug: '1',
+    usrhash: hash,
+    usr_partuuid: uuidOf(hash),
+    verity_partuuid: uuidOf(hash.slice(32)),
+    root: '0fc63daf-8483-4772-8e79-3d69d8477de4',
+    init: '/usr/lib/cairn-tiny/init',
+    rootfstype: 'xfs',
+    rootflags: 'noatime,discard',
+    on_failure: 'poweroff',
+    verify: 'full',
+    device_timeout: '3',
+    debug: '1',
   });
 });
 
@@ -94,10 +128,21 @@ test('GPT: reads what sgdisk writes, falls back to the backup table, refuses gar
   await writeFile(img, Buffer.alloc(0));
   execFileSync('truncate', ['-s', '64M', img]);
   const disk = '11111111-2222-4333-8444-555555555555';
-  sh('sgdisk', ['-U', disk,
-    '-n1:1M:+8M', `-t1:${USR_TYPE}`, `-u1:${uuidOf(hash)}`,
-    '-n2:0:+1M', `-t2:${VERITY_TYPE}`, `-u2:${uuidOf(hash.slice(32))}`, '-A2:set:60',
-    '-n5:0:0', `-t5:${ROOT_TYPE}`, '-u5:abcdef01-2345-4678-9abc-def012345678', img]);
+  sh('sgdisk', [
+    '-U',
+    disk,
+    '-n1:1M:+8M',
+    `-t1:${USR_TYPE}`,
+    `-u1:${uuidOf(hash)}`,
+    '-n2:0:+1M',
+    `-t2:${VERITY_TYPE}`,
+    `-u2:${uuidOf(hash.slice(32))}`,
+    '-A2:set:60',
+    '-n5:0:0',
+    `-t5:${ROOT_TYPE}`,
+    '-u5:abcdef01-2345-4678-9abc-def012345678',
+    img,
+  ]);
   const expected = [
     `disk ${disk} sector 512`,
     `part 1 type ${USR_TYPE} uuid ${uuidOf(hash)} first 2048 last 18431 attrs 0000000000000000`,
@@ -217,14 +262,29 @@ test('factory /etc copy keeps modes, owners and symlinks', needsRoot(), async ()
 // ---- a real boot: the tiny image's kernel, modules and /usr on a disk made with sgdisk ----
 
 const kernelVersion = existsSync(join(TINY, 'usr/lib/modules')) ? readdirSync(join(TINY, 'usr/lib/modules'))[0] : undefined;
-const bootable = !isRoot ? 'needs root'
-  : !kernelVersion ? `needs ${TINY} (node dist/src/cli/main.js build recipes/tiny.yaml)`
-  : ['qemu-system-x86_64', 'mkfs.erofs', 'veritysetup', 'sgdisk', 'mkfs.ext4', 'cpio', 'xz'].find((t) => !hasTool(t));
-const MODULES = ['drivers/block/virtio_blk', 'drivers/md/dm-mod', 'drivers/md/dm-bufio', 'lib/reed_solomon/reed_solomon',
-  'drivers/md/dm-verity', 'lib/libcrc32c', 'fs/erofs/erofs'];
+const bootable = !isRoot
+  ? 'needs root'
+  : !kernelVersion
+    ? `needs ${TINY} (node dist/src/cli/main.js build recipes/tiny.yaml)`
+    : ['qemu-system-x86_64', 'mkfs.erofs', 'veritysetup', 'sgdisk', 'mkfs.ext4', 'cpio', 'xz'].find((t) => !hasTool(t));
+const MODULES = [
+  'drivers/block/virtio_blk',
+  'drivers/md/dm-mod',
+  'drivers/md/dm-bufio',
+  'lib/reed_solomon/reed_solomon',
+  'drivers/md/dm-verity',
+  'lib/libcrc32c',
+  'fs/erofs/erofs',
+];
 const MiB = 1024 * 1024;
 
-interface BootDisk { disk: string; initrd: string; rootHash: string; usrOffset: number; usrBytes: number }
+interface BootDisk {
+  disk: string;
+  initrd: string;
+  rootHash: string;
+  usrOffset: number;
+  usrBytes: number;
+}
 
 async function makeBootDisk(): Promise<BootDisk> {
   const dir = join(work, 'boot');
@@ -252,9 +312,17 @@ async function makeBootDisk(): Promise<BootDisk> {
   const disk = join(dir, 'disk.raw');
   const total = 1 + usrPart + 4 + rootMiB + 1;
   execFileSync('truncate', ['-s', `${total}M`, disk]);
-  sh('sgdisk', ['-n1:1M:+' + usrPart + 'M', `-t1:${USR_TYPE}`, `-u1:${uuidOf(rootHash)}`,
-    '-n2:0:+4M', `-t2:${VERITY_TYPE}`, `-u2:${uuidOf(rootHash.slice(32))}`,
-    `-n3:0:+${rootMiB}M`, `-t3:${ROOT_TYPE}`, disk]);
+  sh('sgdisk', [
+    '-n1:1M:+' + usrPart + 'M',
+    `-t1:${USR_TYPE}`,
+    `-u1:${uuidOf(rootHash)}`,
+    '-n2:0:+4M',
+    `-t2:${VERITY_TYPE}`,
+    `-u2:${uuidOf(rootHash.slice(32))}`,
+    `-n3:0:+${rootMiB}M`,
+    `-t3:${ROOT_TYPE}`,
+    disk,
+  ]);
   const root = join(dir, 'root.img');
   execFileSync('truncate', ['-s', `${rootMiB}M`, root]);
   sh('mkfs.ext4', ['-q', '-F', root]);
@@ -269,44 +337,76 @@ async function makeBootDisk(): Promise<BootDisk> {
 /** Boots in QEMU until `until` appears on the serial console or the guest powers off. */
 function boot(d: BootDisk, disk: string, cmdline: string, until: RegExp): Promise<string> {
   const kernel = join(TINY, 'boot', `vmlinuz-${kernelVersion}`);
-  const qemu = spawn('qemu-system-x86_64', ['-accel', 'tcg', '-m', '1024', '-no-reboot', '-display', 'none',
-    '-serial', 'stdio', '-monitor', 'none', '-kernel', kernel, '-initrd', d.initrd,
-    '-append', `console=ttyS0 usrhash=${d.rootHash} cairn.on_failure=poweroff ${cmdline}`,
-    '-drive', `file=${disk},if=virtio,format=raw`], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const qemu = spawn(
+    'qemu-system-x86_64',
+    [
+      '-accel',
+      'tcg',
+      '-m',
+      '1024',
+      '-no-reboot',
+      '-display',
+      'none',
+      '-serial',
+      'stdio',
+      '-monitor',
+      'none',
+      '-kernel',
+      kernel,
+      '-initrd',
+      d.initrd,
+      '-append',
+      `console=ttyS0 usrhash=${d.rootHash} cairn.on_failure=poweroff ${cmdline}`,
+      '-drive',
+      `file=${disk},if=virtio,format=raw`,
+    ],
+    { stdio: ['pipe', 'pipe', 'pipe'] },
+  );
   let log = '';
   return new Promise((resolve) => {
-    const done = () => { clearTimeout(timer); qemu.kill('SIGKILL'); resolve(log); };
+    const done = () => {
+      clearTimeout(timer);
+      qemu.kill('SIGKILL');
+      resolve(log);
+    };
     const timer = setTimeout(done, 150_000);
-    const onData = (b: Buffer) => { log += b.toString('latin1'); if (until.test(log)) done(); };
+    const onData = (b: Buffer) => {
+      log += b.toString('latin1');
+      if (until.test(log)) done();
+    };
     qemu.stdout.on('data', onData);
     qemu.stderr.on('data', onData);
     qemu.on('exit', done);
   });
 }
 
-test('QEMU: the init verifies /usr, fills /etc and starts the image\'s init; a flipped byte stops the boot', { skip: bootable || false, timeout: 400_000 }, async () => {
-  const d = await makeBootDisk();
-  const good = await boot(d, d.disk, 'init=/usr/lib/cairn-tiny/init', /cairn-tiny: up|reboot: Power down/);
-  assert.match(good, new RegExp(`cairn-init: verity usr ${d.rootHash} on /dev/vda1 \\(hash /dev/vda2\\) as /dev/mapper/usr`));
-  assert.match(good, /cairn-init: first boot: \/etc filled from \/usr\/share\/factory\/etc/);
-  assert.match(good, /cairn-tiny: up/);
-  assert.doesNotMatch(good, /FATAL/);
+test(
+  "QEMU: the init verifies /usr, fills /etc and starts the image's init; a flipped byte stops the boot",
+  { skip: bootable || false, timeout: 400_000 },
+  async () => {
+    const d = await makeBootDisk();
+    const good = await boot(d, d.disk, 'init=/usr/lib/cairn-tiny/init', /cairn-tiny: up|reboot: Power down/);
+    assert.match(good, new RegExp(`cairn-init: verity usr ${d.rootHash} on /dev/vda1 \\(hash /dev/vda2\\) as /dev/mapper/usr`));
+    assert.match(good, /cairn-init: first boot: \/etc filled from \/usr\/share\/factory\/etc/);
+    assert.match(good, /cairn-tiny: up/);
+    assert.doesNotMatch(good, /FATAL/);
 
-  // The EROFS superblock lives in the first block: mounting reads it, verity refuses it.
-  const tampered = `${d.disk}.tampered`;
-  const buf = await readFile(d.disk);
-  buf[d.usrOffset + 1024 + 8] ^= 0x01;
-  await writeFile(tampered, buf);
-  const bad = await boot(d, tampered, 'init=/usr/lib/cairn-tiny/init', /reboot: Power down|cairn-tiny: up/);
-  assert.match(bad, /cairn-init: FATAL: verity: reading \/usr from \/dev\/mapper\/usr failed/);
-  assert.match(bad, /reboot: Power down/);
-  assert.doesNotMatch(bad, /cairn-tiny: up/);
+    // The EROFS superblock lives in the first block: mounting reads it, verity refuses it.
+    const tampered = `${d.disk}.tampered`;
+    const buf = await readFile(d.disk);
+    buf[d.usrOffset + 1024 + 8] ^= 0x01;
+    await writeFile(tampered, buf);
+    const bad = await boot(d, tampered, 'init=/usr/lib/cairn-tiny/init', /reboot: Power down|cairn-tiny: up/);
+    assert.match(bad, /cairn-init: FATAL: verity: reading \/usr from \/dev\/mapper\/usr failed/);
+    assert.match(bad, /reboot: Power down/);
+    assert.doesNotMatch(bad, /cairn-tiny: up/);
 
-  // Deep in the image, where only cairn.verify=full looks before the handover.
-  buf[d.usrOffset + 1024 + 8] ^= 0x01;
-  buf[d.usrOffset + d.usrBytes - 5000] ^= 0x01;
-  await writeFile(tampered, buf);
-  const deep = await boot(d, tampered, 'init=/usr/lib/cairn-tiny/init cairn.verify=full', /reboot: Power down|cairn-tiny: up/);
-  assert.match(deep, /cairn-init: FATAL: verity: usr data near byte \d+ does not match usrhash/);
-  assert.doesNotMatch(deep, /cairn-tiny: up/);
-});
+    // Deep in the image, where only cairn.verify=full looks before the handover.
+    buf[d.usrOffset + 1024 + 8] ^= 0x01;
+    buf[d.usrOffset + d.usrBytes - 5000] ^= 0x01;
+    await writeFile(tampered, buf);
+    const deep = await boot(d, tampered, 'init=/usr/lib/cairn-tiny/init cairn.verify=full', /reboot: Power down|cairn-tiny: up/);
+    assert.match(deep, /cairn-init: FATAL: verity: usr data near byte \d+ does not match usrhash/);
+    assert.doesNotMatch(deep, /cairn-tiny: up/);
+  },
+);

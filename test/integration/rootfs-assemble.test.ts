@@ -28,16 +28,29 @@ before(async () => {
   sentinel = join(work, 'sentinel');
   await mkdir(sentinel);
 });
-after(async () => { await rm(work, { recursive: true, force: true }); });
+after(async () => {
+  await rm(work, { recursive: true, force: true });
+});
 
 let counter = 0;
 const fresh = (what: string) => join(work, 'nest', 'deep', `${what}-${counter++}`);
 
 async function deb(name: string, files: DebEntry[], control: Record<string, string> = {}): Promise<DebInput> {
-  const data = await makeDeb({ control: { Package: name, Version: '1.0', Architecture: 'amd64', 'Installed-Size': '64', ...control }, files, compression: 'gz' });
+  const data = await makeDeb({
+    control: { Package: name, Version: '1.0', Architecture: 'amd64', 'Installed-Size': '64', ...control },
+    files,
+    compression: 'gz',
+  });
   const path = join(work, `${name}-${counter++}.deb`);
   await writeFile(path, data);
-  const pkg: LockedPackage = { name, version: '1.0', architecture: 'amd64', size: data.length, sha256: createHash('sha256').update(data).digest('hex'), filename: `pool/main/${name}.deb` };
+  const pkg: LockedPackage = {
+    name,
+    version: '1.0',
+    architecture: 'amd64',
+    size: data.length,
+    sha256: createHash('sha256').update(data).digest('hex'),
+    filename: `pool/main/${name}.deb`,
+  };
   return { pkg, path };
 }
 
@@ -47,7 +60,16 @@ function recipe(over: Partial<Recipe> = {}): Recipe {
     name: 'test-image',
     version: '1.2.3',
     description: '',
-    base: { suite: 'trixie', extraSuites: [], mirror: 'http://deb.debian.org/debian', components: ['main'], architecture: 'amd64', keyring: '/dev/null', essential: false, priority: 'none' },
+    base: {
+      suite: 'trixie',
+      extraSuites: [],
+      mirror: 'http://deb.debian.org/debian',
+      components: ['main'],
+      architecture: 'amd64',
+      keyring: '/dev/null',
+      essential: false,
+      priority: 'none',
+    },
     packages: [],
     kernel: { package: 'linux-image-cloud-amd64', config: '/dev/null' },
     init: '/usr/lib/systemd/systemd',
@@ -86,7 +108,10 @@ function namesUnder(dir: string, prefix: string): string[] {
 /** Assembly must fail with `expected`, leave no output, and write nothing outside it. */
 async function assertRefused(debs: DebInput[], expected: RegExp, over: Partial<Recipe> = {}): Promise<void> {
   const root = fresh('refused');
-  const err = await assembleRoot({ recipe: recipe(over), debs, outDir: root, sourceDateEpoch: EPOCH }).then(() => null, (e: unknown) => e);
+  const err = await assembleRoot({ recipe: recipe(over), debs, outDir: root, sourceDateEpoch: EPOCH }).then(
+    () => null,
+    (e: unknown) => e,
+  );
   assert.ok(err instanceof CairnError, `expected a CairnError, got ${String(err)}`);
   assert.match(err.message, expected);
   assert.equal(existsSync(root), false, 'the half-built tree is removed');
@@ -96,36 +121,74 @@ async function assertRefused(debs: DebInput[], expected: RegExp, over: Partial<R
 }
 
 test('hostile packages are refused and nothing lands outside the tree', asRoot, async () => {
-  await assertRefused([await deb('dots', [{ path: './../../escaped-dots', content: 'x' }])],
-    /^dots 1\.0 \(.*\): entry "\.\/\.\.\/\.\.\/escaped-dots": the path contains a "\.\." component$/);
-  await assertRefused([await deb('absolute', [{ path: `${sentinel}/escaped-abs`, content: 'x' }])],
-    /^absolute 1\.0 .*: entry ".*\/sentinel\/escaped-abs": the path is absolute$/);
-  await assertRefused([await deb('abs-link', [
-    { path: './usr/lib/evil', type: 'symlink', linkname: sentinel },
-    { path: './usr/lib/evil/escaped-through-link', content: 'x' },
-  ])], /entry "\.\/usr\/lib\/evil\/escaped-through-link": it goes through the symlink \/usr\/lib\/evil -> .*sentinel, an absolute link, which is never followed while writing$/);
-  await assertRefused([await deb('etc-link', [
-    { path: './usr/lib/x', type: 'symlink', linkname: '/etc' },
-    { path: './usr/lib/x/escaped-passwd', content: 'root::0:0::/:/bin/sh\n' },
-  ])], /goes through the symlink \/usr\/lib\/x -> \/etc, an absolute link/);
-  await assertRefused([await deb('rel-link', [
-    { path: './usr/lib/up', type: 'symlink', linkname: '../../../../../../../../../../../sentinel' },
-    { path: './usr/lib/up/escaped-rel', content: 'x' },
-  ])], /entry "\.\/usr\/lib\/up\/escaped-rel": a symlink on the way leads above the root of the tree$/);
-  await assertRefused([await deb('hardlink-out', [{ path: './usr/bin/escaped-hl', type: 'link', linkname: '../../../../etc/passwd' }])],
-    /entry "\.\/usr\/bin\/escaped-hl": the path contains a "\.\." component$/);
-  await assertRefused([await deb('hardlink-abs', [{ path: './usr/bin/escaped-hl', type: 'link', linkname: '/etc/hostname' }])],
-    /the hard link target \/etc\/hostname is absolute$/);
-  await assertRefused([await deb('hardlink-foreign', [{ path: './usr/bin/escaped-hl', type: 'link', linkname: './usr/bin/nothing' }])],
-    /the hard link target \.\/usr\/bin\/nothing is not a file this package placed before$/);
-  await assertRefused([await deb('too-big', [{ path: './usr/share/escaped-big', content: Buffer.alloc(3 << 20) }], { 'Installed-Size': '1' })],
-    /entry "\.\/usr\/share\/escaped-big": the file is 3145728 bytes, which takes the package past what it declares \(Installed-Size: 1 KiB\)$/);
-  await assertRefused([await deb('lying-size', [{ path: './usr/share/escaped-lie', content: 'small', size: 5 << 20 }], { 'Installed-Size': '2' })],
-    /the file is 5242880 bytes, which takes the package past what it declares/);
-  await assertRefused([await deb('bin-file', [{ path: './bin', content: 'x' }])],
-    /entry "\.\/bin": \/bin must be the link bin -> usr\/bin in a merged-\/usr tree$/);
-  await assertRefused([await deb('over-dir', [{ path: './usr/share/', type: 'directory' }, { path: './usr/share', type: 'symlink', linkname: 'x' }])],
-    /entry "\.\/usr\/share": a directory is already there$/);
+  await assertRefused(
+    [await deb('dots', [{ path: './../../escaped-dots', content: 'x' }])],
+    /^dots 1\.0 \(.*\): entry "\.\/\.\.\/\.\.\/escaped-dots": the path contains a "\.\." component$/,
+  );
+  await assertRefused(
+    [await deb('absolute', [{ path: `${sentinel}/escaped-abs`, content: 'x' }])],
+    /^absolute 1\.0 .*: entry ".*\/sentinel\/escaped-abs": the path is absolute$/,
+  );
+  await assertRefused(
+    [
+      await deb('abs-link', [
+        { path: './usr/lib/evil', type: 'symlink', linkname: sentinel },
+        { path: './usr/lib/evil/escaped-through-link', content: 'x' },
+      ]),
+    ],
+    /entry "\.\/usr\/lib\/evil\/escaped-through-link": it goes through the symlink \/usr\/lib\/evil -> .*sentinel, an absolute link, which is never followed while writing$/,
+  );
+  await assertRefused(
+    [
+      await deb('etc-link', [
+        { path: './usr/lib/x', type: 'symlink', linkname: '/etc' },
+        { path: './usr/lib/x/escaped-passwd', content: 'root::0:0::/:/bin/sh\n' },
+      ]),
+    ],
+    /goes through the symlink \/usr\/lib\/x -> \/etc, an absolute link/,
+  );
+  await assertRefused(
+    [
+      await deb('rel-link', [
+        { path: './usr/lib/up', type: 'symlink', linkname: '../../../../../../../../../../../sentinel' },
+        { path: './usr/lib/up/escaped-rel', content: 'x' },
+      ]),
+    ],
+    /entry "\.\/usr\/lib\/up\/escaped-rel": a symlink on the way leads above the root of the tree$/,
+  );
+  await assertRefused(
+    [await deb('hardlink-out', [{ path: './usr/bin/escaped-hl', type: 'link', linkname: '../../../../etc/passwd' }])],
+    /entry "\.\/usr\/bin\/escaped-hl": the path contains a "\.\." component$/,
+  );
+  await assertRefused(
+    [await deb('hardlink-abs', [{ path: './usr/bin/escaped-hl', type: 'link', linkname: '/etc/hostname' }])],
+    /the hard link target \/etc\/hostname is absolute$/,
+  );
+  await assertRefused(
+    [await deb('hardlink-foreign', [{ path: './usr/bin/escaped-hl', type: 'link', linkname: './usr/bin/nothing' }])],
+    /the hard link target \.\/usr\/bin\/nothing is not a file this package placed before$/,
+  );
+  await assertRefused(
+    [await deb('too-big', [{ path: './usr/share/escaped-big', content: Buffer.alloc(3 << 20) }], { 'Installed-Size': '1' })],
+    /entry "\.\/usr\/share\/escaped-big": the file is 3145728 bytes, which takes the package past what it declares \(Installed-Size: 1 KiB\)$/,
+  );
+  await assertRefused(
+    [await deb('lying-size', [{ path: './usr/share/escaped-lie', content: 'small', size: 5 << 20 }], { 'Installed-Size': '2' })],
+    /the file is 5242880 bytes, which takes the package past what it declares/,
+  );
+  await assertRefused(
+    [await deb('bin-file', [{ path: './bin', content: 'x' }])],
+    /entry "\.\/bin": \/bin must be the link bin -> usr\/bin in a merged-\/usr tree$/,
+  );
+  await assertRefused(
+    [
+      await deb('over-dir', [
+        { path: './usr/share/', type: 'directory' },
+        { path: './usr/share', type: 'symlink', linkname: 'x' },
+      ]),
+    ],
+    /entry "\.\/usr\/share": a directory is already there$/,
+  );
   // A valid package that is not the one the lock names.
   const wrong = await deb('impostor', [{ path: './usr/bin/escaped-x', content: 'x' }]);
   await assertRefused([{ ...wrong, pkg: { ...wrong.pkg, name: 'trusted' } }], /expected Package trusted for trusted, the package says impostor$/);
@@ -182,7 +245,8 @@ test('the /usr merge, owners, modes, links and replaced files', asRoot, async ()
   assert.equal(lstatSync(join(root, 'bin')).mtimeMs, EPOCH * 1000);
 });
 
-const passwdMaster = 'root:*:0:0:root:/root:/bin/bash\ndaemon:*:1:1:daemon:/usr/sbin:/usr/sbin/nologin\nnobody:*:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n';
+const passwdMaster =
+  'root:*:0:0:root:/root:/bin/bash\ndaemon:*:1:1:daemon:/usr/sbin:/usr/sbin/nologin\nnobody:*:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n';
 const groupMaster = 'root:*:0:\ndaemon:*:1:\nshadow:*:42:\nusers:*:100:\nnogroup:*:65534:\n';
 
 test('accounts: base-passwd, sysusers.d of packages, recipe users and groups', asRoot, async () => {
@@ -191,40 +255,70 @@ test('accounts: base-passwd, sysusers.d of packages, recipe users and groups', a
     { path: './usr/share/base-passwd/group.master', content: groupMaster },
   ]);
   const daemon = await deb('daemon-pkg', [
-    { path: './usr/lib/sysusers.d/daemon-pkg.conf', content: [
-      '# comment',
-      'u foo - "Foo Daemon" /var/lib/foo',
-      'g bar -',
-      'u fixed 420 - - /bin/false',
-      'u withgroup -:bar',
-      'm foo bar',
-      'u daemon 7 "should not replace base-passwd"',
-      'g daemon 7',
-    ].join('\n') },
+    {
+      path: './usr/lib/sysusers.d/daemon-pkg.conf',
+      content: [
+        '# comment',
+        'u foo - "Foo Daemon" /var/lib/foo',
+        'g bar -',
+        'u fixed 420 - - /bin/false',
+        'u withgroup -:bar',
+        'm foo bar',
+        'u daemon 7 "should not replace base-passwd"',
+        'g daemon 7',
+      ].join('\n'),
+    },
     { path: './usr/lib/sysusers.d/zz-second.conf', content: 'u foo 5 "ignored: foo is declared first"\ng early 500\n' },
   ]);
   const { root, report } = await assemble([base, daemon], {
     groups: [{ name: 'staff-x', gid: 1500 }],
-    users: [{ name: 'alice', uid: 1000, group: 'alice', groups: ['bar', 'staff-x'], home: '/home/alice', shell: '/bin/bash', gecos: 'Alice', password: '$y$j9T$salt$hash' }],
+    users: [
+      {
+        name: 'alice',
+        uid: 1000,
+        group: 'alice',
+        groups: ['bar', 'staff-x'],
+        home: '/home/alice',
+        shell: '/bin/bash',
+        gecos: 'Alice',
+        password: '$y$j9T$salt$hash',
+      },
+    ],
   });
   const etc = join(root, 'usr/share/factory/etc');
   assert.deepEqual(readdirSync(join(root, 'etc')), [], '/etc is empty: the factory copy holds it');
   // Free ids go from 999 down in name order: group bar, then foo's own group (and uid), then
   // withgroup, whose primary group is bar.
-  assert.equal(readFileSync(join(etc, 'passwd'), 'utf8'), [
-    'root:x:0:0:root:/root:/bin/bash',
-    'daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin',
-    'fixed:x:420:420::/:/bin/false',
-    'withgroup:x:997:999::/:/usr/sbin/nologin',
-    'foo:x:998:998:Foo Daemon:/var/lib/foo:/usr/sbin/nologin',
-    'alice:x:1000:1000:Alice:/home/alice:/bin/bash',
-    'nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin',
-    '',
-  ].join('\n'));
-  assert.equal(readFileSync(join(etc, 'group'), 'utf8'), [
-    'root:x:0:', 'daemon:x:1:', 'shadow:x:42:', 'users:x:100:', 'fixed:x:420:', 'early:x:500:',
-    'foo:x:998:', 'bar:x:999:foo,alice', 'alice:x:1000:', 'staff-x:x:1500:alice', 'nogroup:x:65534:', '',
-  ].join('\n'));
+  assert.equal(
+    readFileSync(join(etc, 'passwd'), 'utf8'),
+    [
+      'root:x:0:0:root:/root:/bin/bash',
+      'daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin',
+      'fixed:x:420:420::/:/bin/false',
+      'withgroup:x:997:999::/:/usr/sbin/nologin',
+      'foo:x:998:998:Foo Daemon:/var/lib/foo:/usr/sbin/nologin',
+      'alice:x:1000:1000:Alice:/home/alice:/bin/bash',
+      'nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin',
+      '',
+    ].join('\n'),
+  );
+  assert.equal(
+    readFileSync(join(etc, 'group'), 'utf8'),
+    [
+      'root:x:0:',
+      'daemon:x:1:',
+      'shadow:x:42:',
+      'users:x:100:',
+      'fixed:x:420:',
+      'early:x:500:',
+      'foo:x:998:',
+      'bar:x:999:foo,alice',
+      'alice:x:1000:',
+      'staff-x:x:1500:alice',
+      'nogroup:x:65534:',
+      '',
+    ].join('\n'),
+  );
   const days = Math.floor(EPOCH / 86400);
   const shadow = readFileSync(join(etc, 'shadow'), 'utf8').split('\n');
   assert.equal(shadow[0], `root:*:${days}:0:99999:7:::`);
@@ -246,12 +340,18 @@ test('accounts without base-passwd, and recipe conflicts', asRoot, async () => {
   await assertRefused([await deb('empty', [])], /user bob: group wheel does not exist in the image$/, { users: [{ ...user, uid: 1000, groups: ['wheel'] }] });
   await assertRefused([await deb('empty', [])], /user bob: primary group staff does not exist$/, { users: [{ ...user, uid: 1000, group: 'staff' }] });
   await assertRefused([await deb('empty', [])], /group root \(gid 1000\) already exists in the image with gid 0$/, { groups: [{ name: 'root', gid: 1000 }] });
-  await assertRefused([await deb('bad-sysusers', [{ path: './usr/lib/sysusers.d/x.conf', content: 'z what\n' }])],
-    /^\/usr\/lib\/sysusers\.d\/x\.conf:1: unknown line type "z"$/);
+  await assertRefused(
+    [await deb('bad-sysusers', [{ path: './usr/lib/sysusers.d/x.conf', content: 'z what\n' }])],
+    /^\/usr\/lib\/sysusers\.d\/x\.conf:1: unknown line type "z"$/,
+  );
 });
 
 const unitFiles: DebEntry[] = [
-  { path: './usr/lib/systemd/system/foo.service', content: '[Unit]\nDescription=Foo\n\n[Service]\nExecStart=/usr/bin/foo\n\n[Install]\nWantedBy=multi-user.target\nAlias=foo-alias.service\nAlso=foo.socket\n' },
+  {
+    path: './usr/lib/systemd/system/foo.service',
+    content:
+      '[Unit]\nDescription=Foo\n\n[Service]\nExecStart=/usr/bin/foo\n\n[Install]\nWantedBy=multi-user.target\nAlias=foo-alias.service\nAlso=foo.socket\n',
+  },
   { path: './usr/lib/systemd/system/foo.socket', content: '[Socket]\nListenStream=1\n[Install]\n# comment\nWantedBy=sockets.target\n' },
   { path: './usr/lib/systemd/system/getty@.service', content: '[Service]\nExecStart=agetty %I\n[Install]\nWantedBy=getty.target\nDefaultInstance=tty1\n' },
   { path: './usr/lib/systemd/system/need.service', content: '[Install]\nRequiredBy=a.target \\\n  b.target\n' },
@@ -319,10 +419,21 @@ test('alternatives, recipe files, identity', asRoot, async () => {
   assert.deepEqual([tool.uid, tool.gid, tool.mode & 0o7777], [0, 1, 0o4750]);
   assert.equal(readFileSync(join(root, 'usr/local/bin/tool'), 'utf8'), 'from the recipe folder\n');
 
-  assert.equal(readFileSync(join(root, 'usr/lib/os-release'), 'utf8'), [
-    'PRETTY_NAME="cairn test-image 1.2.3"', 'NAME="cairn test-image"', 'ID="cairn"', 'ID_LIKE="debian"', 'VERSION="1.2.3"',
-    'VERSION_ID="1.2.3"', 'VERSION_CODENAME="trixie"', 'IMAGE_ID="test-image"', 'IMAGE_VERSION="1.2.3"', '',
-  ].join('\n'));
+  assert.equal(
+    readFileSync(join(root, 'usr/lib/os-release'), 'utf8'),
+    [
+      'PRETTY_NAME="cairn test-image 1.2.3"',
+      'NAME="cairn test-image"',
+      'ID="cairn"',
+      'ID_LIKE="debian"',
+      'VERSION="1.2.3"',
+      'VERSION_ID="1.2.3"',
+      'VERSION_CODENAME="trixie"',
+      'IMAGE_ID="test-image"',
+      'IMAGE_VERSION="1.2.3"',
+      '',
+    ].join('\n'),
+  );
   assert.equal(readlinkSync(join(etc, 'os-release')), '../usr/lib/os-release');
   assert.equal(readFileSync(join(etc, 'hostname'), 'utf8'), 'test-host\n');
   assert.equal(readFileSync(join(etc, 'machine-id'), 'utf8'), '');
@@ -330,14 +441,18 @@ test('alternatives, recipe files, identity', asRoot, async () => {
   assert.equal(readFileSync(join(etc, 'motd'), 'utf8'), 'recipe motd\n', 'a recipe file wins over a package default');
   assert.equal(readFileSync(join(etc, 'shells'), 'utf8'), '# /etc/shells: valid login shells\n/bin/bash\n/usr/bin/bash\n');
 
-  await assertRefused(pkgs, /alternative editor: \/usr\/bin\/nano does not exist in the image$/,
-    { alternatives: [{ name: 'editor', link: '/usr/bin/editor', path: '/usr/bin/nano' }] });
-  await assertRefused(pkgs, /files\[0\] \(\/etc\/x\): owner mallory is not a user of the image$/,
-    { files: [{ path: '/etc/x', content: '', source: null, mode: 0o644, owner: 'mallory', group: 'root' }] });
-  await assertRefused(pkgs, /files\[0\] \(\/etc\/passwd\): cairn generates this file$/,
-    { files: [{ path: '/etc/passwd', content: '', source: null, mode: 0o644, owner: 'root', group: 'root' }] });
-  await assertRefused(pkgs, /files\[0\] \(\/etc\/y\): cannot read source .*no-such-file/,
-    { files: [{ path: '/etc/y', content: null, source: join(work, 'no-such-file'), mode: 0o644, owner: 'root', group: 'root' }] });
+  await assertRefused(pkgs, /alternative editor: \/usr\/bin\/nano does not exist in the image$/, {
+    alternatives: [{ name: 'editor', link: '/usr/bin/editor', path: '/usr/bin/nano' }],
+  });
+  await assertRefused(pkgs, /files\[0\] \(\/etc\/x\): owner mallory is not a user of the image$/, {
+    files: [{ path: '/etc/x', content: '', source: null, mode: 0o644, owner: 'mallory', group: 'root' }],
+  });
+  await assertRefused(pkgs, /files\[0\] \(\/etc\/passwd\): cairn generates this file$/, {
+    files: [{ path: '/etc/passwd', content: '', source: null, mode: 0o644, owner: 'root', group: 'root' }],
+  });
+  await assertRefused(pkgs, /files\[0\] \(\/etc\/y\): cannot read source .*no-such-file/, {
+    files: [{ path: '/etc/y', content: null, source: join(work, 'no-such-file'), mode: 0o644, owner: 'root', group: 'root' }],
+  });
 });
 
 async function tarEntries(path: string): Promise<tar.Header[]> {
@@ -354,23 +469,34 @@ async function tarEntries(path: string): Promise<tar.Header[]> {
   return headers;
 }
 
-const sha256 = async (path: string) => createHash('sha256').update(await readFile(path)).digest('hex');
+const sha256 = async (path: string) =>
+  createHash('sha256')
+    .update(await readFile(path))
+    .digest('hex');
 
 test('ld.so.cache and byte-identical tars of two assemblies', asRoot, async () => {
   const lib = readFileSync('/usr/lib/x86_64-linux-gnu/libz.so.1.2.13');
   const pkgs = [
-    await deb('libc-bin', [
-      { path: './sbin/ldconfig', content: readFileSync('/sbin/ldconfig'), mode: 0o755 },
-      { path: './etc/ld.so.conf', content: 'include /etc/ld.so.conf.d/*.conf\n' },
-      { path: './etc/ld.so.conf.d/multiarch.conf', content: '/usr/lib/x86_64-linux-gnu\n' },
-      { path: './var/cache/ldconfig/', type: 'directory', mode: 0o700 },
-    ], { 'Installed-Size': '4096' }),
-    await deb('zlib1g', [
-      { path: './usr/lib/x86_64-linux-gnu/libz.so.1.2.13', content: lib },
-      { path: './usr/lib/x86_64-linux-gnu/libz.so.1', type: 'symlink', linkname: 'libz.so.1.2.13' },
-      { path: './usr/bin/both', content: 'x' },
-      { path: './usr/bin/linked', type: 'link', linkname: './usr/bin/both' },
-    ], { 'Installed-Size': '512' }),
+    await deb(
+      'libc-bin',
+      [
+        { path: './sbin/ldconfig', content: readFileSync('/sbin/ldconfig'), mode: 0o755 },
+        { path: './etc/ld.so.conf', content: 'include /etc/ld.so.conf.d/*.conf\n' },
+        { path: './etc/ld.so.conf.d/multiarch.conf', content: '/usr/lib/x86_64-linux-gnu\n' },
+        { path: './var/cache/ldconfig/', type: 'directory', mode: 0o700 },
+      ],
+      { 'Installed-Size': '4096' },
+    ),
+    await deb(
+      'zlib1g',
+      [
+        { path: './usr/lib/x86_64-linux-gnu/libz.so.1.2.13', content: lib },
+        { path: './usr/lib/x86_64-linux-gnu/libz.so.1', type: 'symlink', linkname: 'libz.so.1.2.13' },
+        { path: './usr/bin/both', content: 'x' },
+        { path: './usr/bin/linked', type: 'link', linkname: './usr/bin/both' },
+      ],
+      { 'Installed-Size': '512' },
+    ),
   ];
   const units = await deb('units', unitFiles);
   const over: Partial<Recipe> = { units: { enable: ['foo.service'], mask: [] } };
@@ -433,8 +559,13 @@ test('device nodes and fifos are skipped and reported', asRoot, async () => {
   ]);
   const path = join(work, 'makedev.deb');
   await writeFile(path, data);
-  const { root, report } = await assemble([{ path, pkg: { name: 'makedev', version: '1.0', architecture: 'amd64', size: data.length, sha256: '', filename: 'x' } }]);
-  assert.deepEqual(report.skipped.map((s) => s.path), ['/dev/console', '/run/initctl']);
+  const { root, report } = await assemble([
+    { path, pkg: { name: 'makedev', version: '1.0', architecture: 'amd64', size: data.length, sha256: '', filename: 'x' } },
+  ]);
+  assert.deepEqual(
+    report.skipped.map((s) => s.path),
+    ['/dev/console', '/run/initctl'],
+  );
   assert.deepEqual(readdirSync(join(root, 'dev')), []);
   assert.equal(existsSync(join(root, 'run/initctl')), false);
   assert.equal(readFileSync(join(root, 'usr/bin/real'), 'utf8'), 'x');

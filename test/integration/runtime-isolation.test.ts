@@ -15,8 +15,11 @@ const hasGcc = spawnSync('sh', ['-c', 'command -v gcc']).status === 0;
 const skip = !isRoot ? 'needs root' : !hasGcc ? 'needs gcc (the probe is compiled static)' : false;
 
 // an unprivileged user's own namespaces may be switched off (sysctl, AppArmor)
-const rootlessSkip = !isRoot ? 'needs root (to become nobody)' :
-  spawnSync('su', ['nobody', '-s', '/bin/sh', '-c', 'unshare -U true']).status === 0 ? false : 'unprivileged user namespaces are not available here';
+const rootlessSkip = !isRoot
+  ? 'needs root (to become nobody)'
+  : spawnSync('su', ['nobody', '-s', '/bin/sh', '-c', 'unshare -U true']).status === 0
+    ? false
+    : 'unprivileged user namespaces are not available here';
 
 /** podman's default set: CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID SETPCAP NET_BIND_SERVICE SYS_CHROOT SETFCAP */
 const DEFAULT_CAPS = [0, 1, 3, 4, 5, 6, 7, 8, 10, 18, 31].reduce((m, bit) => m | (1n << BigInt(bit)), 0n);
@@ -24,12 +27,14 @@ const CAP_SYS_ADMIN = 21n;
 
 /** Where this process's cgroup is in each mounted hierarchy: controller ('' for v2) -> directory. */
 function ownCgroupDirs(): Map<string, string> {
-  const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => {
-    const [pre, post] = l.split(' - ');
-    const f = (pre ?? '').split(' ');
-    const p = (post ?? '').split(' ');
-    return { root: f[3], point: f[4], fstype: p[0], super: (p[2] ?? '').split(',') };
-  });
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => {
+      const [pre, post] = l.split(' - ');
+      const f = (pre ?? '').split(' ');
+      const p = (post ?? '').split(' ');
+      return { root: f[3], point: f[4], fstype: p[0], super: (p[2] ?? '').split(',') };
+    });
   const dirs = new Map<string, string>();
   for (const line of readFileSync('/proc/self/cgroup', 'utf8').trim().split('\n')) {
     const [, ctrls, path] = line.split(':') as [string, string, string];
@@ -44,7 +49,11 @@ function ownCgroupDirs(): Map<string, string> {
 }
 
 function leftovers(name: string): string[] {
-  return [...ownCgroupDirs().values()].flatMap((dir) => readdirSync(dir).filter((e) => e.startsWith(`cairn-${name}-`)).map((e) => join(dir, e)));
+  return [...ownCgroupDirs().values()].flatMap((dir) =>
+    readdirSync(dir)
+      .filter((e) => e.startsWith(`cairn-${name}-`))
+      .map((e) => join(dir, e)),
+  );
 }
 
 describe('container isolation', { skip }, () => {
@@ -74,19 +83,32 @@ describe('container isolation', { skip }, () => {
     assert.equal(seen['2'], 'sh');
     // the shell, init, and the `cat` of the moment: nothing of the host
     const pids = Object.keys(seen).filter((k) => /^\d+$/.test(k));
-    assert.ok(pids.every((p) => ['cairn-init', 'sh', 'cat'].includes(seen[p]!)), r.stdout);
+    assert.ok(
+      pids.every((p) => ['cairn-init', 'sh', 'cat'].includes(seen[p]!)),
+      r.stdout,
+    );
     assert.ok(!pids.includes(String(process.pid)) || seen[String(process.pid)] !== 'node');
   });
 
   test('the command inherits only stdin, stdout and stderr, and cannot look into its init', () => {
-    const r = run('--', '/bin/sh', '-c', 'echo fds=$(exec ls /proc/self/fd); if readlink /proc/1/fd/0 || ls /proc/1/root/; then echo init=open; else echo init=closed; fi 2>/dev/null');
+    const r = run(
+      '--',
+      '/bin/sh',
+      '-c',
+      'echo fds=$(exec ls /proc/self/fd); if readlink /proc/1/fd/0 || ls /proc/1/root/; then echo init=open; else echo init=closed; fi 2>/dev/null',
+    );
     assert.equal(r.code, 0, r.stderr);
     // ls itself opens the directory as 3 while it reads it
     assert.deepEqual(fields(r.stdout), { fds: '0 1 2 3', init: 'closed' });
   });
 
   test('/usr and the root are read-only; /var, /home, /tmp are writable', () => {
-    const r = run('--', '/bin/sh', '-c', 'for d in /usr /etc /var /home /tmp /root; do if touch $d/probe 2>/dev/null; then echo "$d=rw"; else echo "$d=ro"; fi; done');
+    const r = run(
+      '--',
+      '/bin/sh',
+      '-c',
+      'for d in /usr /etc /var /home /tmp /root; do if touch $d/probe 2>/dev/null; then echo "$d=rw"; else echo "$d=ro"; fi; done',
+    );
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(fields(r.stdout), { '/usr': 'ro', '/etc': 'ro', '/var': 'rw', '/home': 'rw', '/tmp': 'rw', '/root': 'rw' });
     const write = run('--', '/bin/sh', '-c', 'echo x > /usr/bin/cairn-probe');
@@ -147,7 +169,14 @@ describe('container isolation', { skip }, () => {
   });
 
   test('--net none: only lo, down, and no routes; --net private: lo up', () => {
-    const none = run('--net', 'none', '--', '/bin/sh', '-c', 'ls /sys/class/net; cat /sys/class/net/lo/operstate; cat /sys/class/net/lo/flags; grep -v Iface /proc/net/route | wc -l');
+    const none = run(
+      '--net',
+      'none',
+      '--',
+      '/bin/sh',
+      '-c',
+      'ls /sys/class/net; cat /sys/class/net/lo/operstate; cat /sys/class/net/lo/flags; grep -v Iface /proc/net/route | wc -l',
+    );
     assert.equal(none.code, 0, none.stderr);
     const [ifaces, operstate, flags, routes] = none.stdout.trim().split('\n');
     assert.equal(ifaces, 'lo');
@@ -170,13 +199,18 @@ describe('container isolation', { skip }, () => {
   test('/proc: kernel memory, keys and timers masked; /proc/sys and sysrq-trigger read-only', () => {
     const masked = ['/proc/kcore', '/proc/keys', '/proc/timer_list', '/proc/sched_debug'].filter((p) => existsSync(p));
     assert.ok(masked.length > 0);
-    const r = run('--', '/bin/sh', '-c', [
-      ...masked.map((p) => `echo "${p}=$(wc -c < ${p})"`),
-      'if echo x > /proc/sys/kernel/domainname 2>/dev/null; then echo sys=rw; else echo sys=ro; fi',
-      'if echo h > /proc/sysrq-trigger 2>/dev/null; then echo sysrq=rw; else echo sysrq=ro; fi',
-      'echo "firmware=$(ls /sys/firmware | wc -l)"',
-      'if touch /sys/probe 2>/dev/null; then echo sysfs=rw; else echo sysfs=ro; fi',
-    ].join('; '));
+    const r = run(
+      '--',
+      '/bin/sh',
+      '-c',
+      [
+        ...masked.map((p) => `echo "${p}=$(wc -c < ${p})"`),
+        'if echo x > /proc/sys/kernel/domainname 2>/dev/null; then echo sys=rw; else echo sys=ro; fi',
+        'if echo h > /proc/sysrq-trigger 2>/dev/null; then echo sysrq=rw; else echo sysrq=ro; fi',
+        'echo "firmware=$(ls /sys/firmware | wc -l)"',
+        'if touch /sys/probe 2>/dev/null; then echo sysfs=rw; else echo sysfs=ro; fi',
+      ].join('; '),
+    );
     assert.equal(r.code, 0, r.stderr);
     const got = fields(r.stdout);
     for (const p of masked) assert.equal(got[p], '0', `${p} should read empty`);
@@ -221,7 +255,9 @@ describe('container isolation', { skip }, () => {
     const pids = byCtrl('pids') ?? byCtrl('');
     assert.equal(readFileSync(join(pids!, 'pids.max'), 'utf8').trim(), '20');
     const cpu = byCtrl('cpu') ?? byCtrl('');
-    const quota = existsSync(join(cpu!, 'cpu.max')) ? readFileSync(join(cpu!, 'cpu.max'), 'utf8').trim().split(' ')[0] : readFileSync(join(cpu!, 'cpu.cfs_quota_us'), 'utf8').trim();
+    const quota = existsSync(join(cpu!, 'cpu.max'))
+      ? readFileSync(join(cpu!, 'cpu.max'), 'utf8').trim().split(' ')[0]
+      : readFileSync(join(cpu!, 'cpu.cfs_quota_us'), 'utf8').trim();
     assert.equal(quota, '50000');
     const ps = JSON.parse(box.cairn('ps', '--json').stdout) as { name: string; pid: number }[];
     const init = ps.find((c) => c.name === 'cg')!.pid;
@@ -241,7 +277,8 @@ describe('container isolation', { skip }, () => {
     try {
       chownSync(dir, 65534, 65534);
       const env = `CAIRN_RUN_DIR=${dir}/run CAIRN_STATE_DIR=${dir}/state`;
-      const cli = (args: string) => spawnSync('su', ['nobody', '-s', '/bin/sh', '-c', `cd / && ${env} ${process.execPath} ${CLI} run ${args}`], { encoding: 'utf8' });
+      const cli = (args: string) =>
+        spawnSync('su', ['nobody', '-s', '/bin/sh', '-c', `cd / && ${env} ${process.execPath} ${CLI} run ${args}`], { encoding: 'utf8' });
       const r = cli(`-- /bin/sh -c 'cat /proc/self/uid_map; id -u; touch /var/mine && echo var-writable'`);
       assert.equal(r.status, 0, r.stderr);
       assert.match(r.stdout, /^\s*0\s+65534\s+1\n0\nvar-writable\n$/);
@@ -259,7 +296,16 @@ describe('container isolation', { skip }, () => {
     await rm(dir, { recursive: true, force: true });
     execFileSync('mkdir', [dir]);
     await writeFile(join(dir, 'in'), 'from the host\n');
-    const r = run('-v', `${dir}:/data`, '-v', `${dir}:/ro:ro`, '--', '/bin/sh', '-c', 'cat /data/in; echo out > /data/out; echo x > /ro/x 2>/dev/null || echo ro-refused');
+    const r = run(
+      '-v',
+      `${dir}:/data`,
+      '-v',
+      `${dir}:/ro:ro`,
+      '--',
+      '/bin/sh',
+      '-c',
+      'cat /data/in; echo out > /data/out; echo x > /ro/x 2>/dev/null || echo ro-refused',
+    );
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, 'from the host\nro-refused\n');
     assert.equal(readFileSync(join(dir, 'out'), 'utf8'), 'out\n');

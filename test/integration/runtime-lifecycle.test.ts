@@ -65,7 +65,16 @@ describe('container lifecycle', { skip: isRoot ? false : 'needs root' }, () => {
   });
 
   test('detached: run, ps, logs, stop, ps, logs, rm', async () => {
-    const started = box.cairn('run', '-d', '--name', 'web', '--', '/bin/sh', '-c', 'echo hello from web; trap "echo stopping; exit 0" TERM; while :; do sleep 0.1; done');
+    const started = box.cairn(
+      'run',
+      '-d',
+      '--name',
+      'web',
+      '--',
+      '/bin/sh',
+      '-c',
+      'echo hello from web; trap "echo stopping; exit 0" TERM; while :; do sleep 0.1; done',
+    );
     assert.equal(started.code, 0, started.stderr);
     assert.equal(started.stdout, 'web\n');
     // the command that started it has exited; the container runs on, supervised by the helper
@@ -120,7 +129,10 @@ describe('container lifecycle', { skip: isRoot ? false : 'needs root' }, () => {
     await until(() => !existsSync(`/proc/${pid}`) || readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.startsWith('Z'), 'the init to die');
     await until(() => entry('orphan')?.status === 'dead', 'ps to see it dead');
     assert.equal(box.cairn('rm', 'orphan').code, 0);
-    assert.deepEqual(state.cgroups.filter((d) => existsSync(d)), []);
+    assert.deepEqual(
+      state.cgroups.filter((d) => existsSync(d)),
+      [],
+    );
   });
 
   test('logs --follow copies until the container exits', () => {
@@ -167,7 +179,10 @@ describe('container lifecycle', { skip: isRoot ? false : 'needs root' }, () => {
     assert.match(image.stderr, /^cairn: oci-archive:\/tmp\/x\.tar: \/tmp\/x\.tar does not exist\n/);
 
     // nothing is left of containers that did not start
-    assert.deepEqual(ps().map((c) => c.name), before);
+    assert.deepEqual(
+      ps().map((c) => c.name),
+      before,
+    );
   });
 
   test('a bad spec is refused by the helper with one line naming it', async () => {
@@ -178,10 +193,19 @@ describe('container lifecycle', { skip: isRoot ? false : 'needs root' }, () => {
     assert.equal(r.stderr, "cairn-spawn: spec: 'memory lots': not a number up to 1125899906842624\n");
   });
 
-  test('an interactive run gets a terminal of its own devpts', { skip: spawnSync('sh', ['-c', 'command -v script']).status === 0 ? false : 'needs script (util-linux)' }, () => {
-    const r = spawnSync('script', ['-qec', `${process.execPath} ${CLI} run -- /bin/sh -c 'tty; test -t 0 && echo stdin-is-a-tty; exit 3'`, '/dev/null'], { env: box.env, encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], input: '' });
-    assert.equal(r.status, 3, r.stderr);
-    assert.match(r.stdout, /\/dev\/pts\/0\r?\n/);
-    assert.match(r.stdout, /stdin-is-a-tty/);
-  });
+  test(
+    'an interactive run gets a terminal of its own devpts',
+    { skip: spawnSync('sh', ['-c', 'command -v script']).status === 0 ? false : 'needs script (util-linux)' },
+    () => {
+      const r = spawnSync('script', ['-qec', `${process.execPath} ${CLI} run -- /bin/sh -c 'tty; test -t 0 && echo stdin-is-a-tty; exit 3'`, '/dev/null'], {
+        env: box.env,
+        encoding: 'utf8',
+        stdio: ['pipe', 'pipe', 'pipe'],
+        input: '',
+      });
+      assert.equal(r.status, 3, r.stderr);
+      assert.match(r.stdout, /\/dev\/pts\/0\r?\n/);
+      assert.match(r.stdout, /stdin-is-a-tty/);
+    },
+  );
 });

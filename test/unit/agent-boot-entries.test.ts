@@ -6,8 +6,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, test } from 'node:test';
 import {
-  blessEntry, bootedEntry, cleanLeftovers, ENTRY_DIR, entriesOf, installUki, isTrialBoot, listEntries, loaderEntrySelected,
-  locateEsp, parseEntryName, removeEntry, type BootEntry,
+  blessEntry,
+  bootedEntry,
+  cleanLeftovers,
+  ENTRY_DIR,
+  entriesOf,
+  installUki,
+  isTrialBoot,
+  listEntries,
+  loaderEntrySelected,
+  locateEsp,
+  parseEntryName,
+  removeEntry,
+  type BootEntry,
 } from '../../src/agent/boot-entries.js';
 import { CairnError } from '../../src/errors.js';
 import { addPeSections } from '../../src/image/uki.js';
@@ -20,7 +31,9 @@ beforeEach(async () => {
   esp = join(work, 'esp');
   await mkdir(esp);
 });
-afterEach(async () => { await rm(work, { recursive: true, force: true }); });
+afterEach(async () => {
+  await rm(work, { recursive: true, force: true });
+});
 
 const HASH_1 = '1'.repeat(64);
 const HASH_2 = 'ab'.repeat(32);
@@ -28,11 +41,14 @@ const HASH_2 = 'ab'.repeat(32);
 /** A UKI-shaped PE whose .cmdline names `usrHash`. */
 async function uki(name: string, usrHash: string, extra = ''): Promise<string> {
   const path = join(work, name);
-  await writeFile(path, addPeSections(stubPe(), [
-    { name: '.osrel', data: Buffer.from('ID=cairn\n') },
-    { name: '.cmdline', data: Buffer.from(`console=ttyS0 usrhash=${usrHash} ${extra}`.trim()) },
-    { name: '.linux', data: Buffer.alloc(5000, 0x90) },
-  ]));
+  await writeFile(
+    path,
+    addPeSections(stubPe(), [
+      { name: '.osrel', data: Buffer.from('ID=cairn\n') },
+      { name: '.cmdline', data: Buffer.from(`console=ttyS0 usrhash=${usrHash} ${extra}`.trim()) },
+      { name: '.linux', data: Buffer.alloc(5000, 0x90) },
+    ]),
+  );
   return path;
 }
 
@@ -100,7 +116,13 @@ test('an entry that fails three times is exhausted while the older one stays ble
     entry = entriesOf(await listEntries(esp), 'cairn', '2.0')[0]!;
   }
   const entries = await listEntries(esp);
-  assert.deepEqual(entries.map((e) => [e.file, e.status, e.version]), [['cairn_1.0.efi', 'blessed', '1.0'], ['cairn_2.0+0-3.efi', 'exhausted', '2.0']]);
+  assert.deepEqual(
+    entries.map((e) => [e.file, e.status, e.version]),
+    [
+      ['cairn_1.0.efi', 'blessed', '1.0'],
+      ['cairn_2.0+0-3.efi', 'exhausted', '2.0'],
+    ],
+  );
   // Back on 1.0, told by the usrhash because the loader variable is missing.
   const booted = await bootedEntry(esp, { efivar: join(work, 'no-such-var'), usrHash: HASH_1 });
   assert.deepEqual([booted?.source, booted?.entry.version, isTrialBoot(booted!.entry)], ['usrhash', '1.0', false]);
@@ -143,7 +165,11 @@ test('temp files left by a cut are invisible to the boot loader and cleaned unle
   await writeFile(join(dir, '.cairn_2.0+3.efi.0123456789ab.tmp'), 'half a UKI');
   await writeFile(join(dir, '.cairn_1.0+3.efi.ba9876543210.tmp'), 'same clusters as the entry');
   await writeFile(join(dir, 'notes.txt'), 'not ours');
-  assert.deepEqual((await listEntries(esp)).map((e) => e.file), ['cairn_1.0+3.efi'], 'hidden .tmp names are never entries');
+  assert.deepEqual(
+    (await listEntries(esp)).map((e) => e.file),
+    ['cairn_1.0+3.efi'],
+    'hidden .tmp names are never entries',
+  );
   const cleaned = await cleanLeftovers(esp);
   assert.deepEqual(cleaned, {
     removed: [{ file: '.cairn_2.0+3.efi.0123456789ab.tmp', target: 'cairn_2.0+3.efi' }],

@@ -100,7 +100,8 @@ health:
 });
 
 test('every mistake is reported with its line, column and key path', () => {
-  assert.deepEqual(problems(`repository: ftp://x
+  assert.deepEqual(
+    problems(`repository: ftp://x
 keys: [keys/release.pub.asc, keys/missing.asc]
 wariness: 1.5
 chanel: beta
@@ -109,36 +110,43 @@ health:
   commands:
     - command: [curl, -f, http://localhost/]
       timeout: 5 minutes
-`), [
-    '1:13: repository: expected an http:// or https:// URL, got "ftp://x"',
-    `2:30: keys[1]: ${join(work, 'keys/missing.asc')} does not exist`,
-    `3:11: wariness: expected a number from 0 (update early) to 1 (update late), or null, got 1.5`,
-    '4:1: unknown key "chanel"; did you mean "channel"?',
-    '6:11: health.units[0]: expected a systemd unit name (like nginx.service) or a mapping with name and timeout, got "nginx"',
-    '8:17: health.commands[0].command[0]: expected an absolute program path (the agent runs no shell and has no PATH to search), got "curl"',
-    '9:16: health.commands[0].timeout: expected a duration in seconds or like 90s, 15m, 2h, 1d, got "5 minutes"',
-  ]);
+`),
+    [
+      '1:13: repository: expected an http:// or https:// URL, got "ftp://x"',
+      `2:30: keys[1]: ${join(work, 'keys/missing.asc')} does not exist`,
+      `3:11: wariness: expected a number from 0 (update early) to 1 (update late), or null, got 1.5`,
+      '4:1: unknown key "chanel"; did you mean "channel"?',
+      '6:11: health.units[0]: expected a systemd unit name (like nginx.service) or a mapping with name and timeout, got "nginx"',
+      '8:17: health.commands[0].command[0]: expected an absolute program path (the agent runs no shell and has no PATH to search), got "curl"',
+      '9:16: health.commands[0].timeout: expected a duration in seconds or like 90s, 15m, 2h, 1d, got "5 minutes"',
+    ],
+  );
 });
 
 test('strategy mistakes: missing window keys, keys of another type, unknown zones, empty windows', () => {
-  assert.deepEqual(problems(`${MINIMAL}strategy:
+  assert.deepEqual(
+    problems(`${MINIMAL}strategy:
   type: maintenance-window
   start: "02:00"
-`), [
-    '3:1: strategy: missing required key "days"',
-    '3:1: strategy: missing required key "end"',
-    '3:1: strategy: missing required key "time-zone"',
-  ]);
-  assert.deepEqual(problems(`${MINIMAL}strategy:
+`),
+    ['3:1: strategy: missing required key "days"', '3:1: strategy: missing required key "end"', '3:1: strategy: missing required key "time-zone"'],
+  );
+  assert.deepEqual(
+    problems(`${MINIMAL}strategy:
   type: immediate
   group: workers
-`), ['5:3: strategy: "group" belongs to type fleetlock, not immediate']);
-  assert.deepEqual(problems(`${MINIMAL}strategy: {type: maintenance-window, days: [sun, funday], start: "03:00", end: "03:00", time-zone: Mars/Olympus_Mons}
-`), [
-    '3:50: strategy.days[1]: expected one of mon, tue, wed, thu, fri, sat, sun, got "funday"',
-    '3:80: strategy.end: the window opens and closes at 03:00; set an end different from start',
-    '3:100: strategy.time-zone: expected an IANA time zone (like Europe/Berlin or UTC), got "Mars/Olympus_Mons", which this system does not know',
-  ]);
+`),
+    ['5:3: strategy: "group" belongs to type fleetlock, not immediate'],
+  );
+  assert.deepEqual(
+    problems(`${MINIMAL}strategy: {type: maintenance-window, days: [sun, funday], start: "03:00", end: "03:00", time-zone: Mars/Olympus_Mons}
+`),
+    [
+      '3:50: strategy.days[1]: expected one of mon, tue, wed, thu, fri, sat, sun, got "funday"',
+      '3:80: strategy.end: the window opens and closes at 03:00; set an end different from start',
+      '3:100: strategy.time-zone: expected an IANA time zone (like Europe/Berlin or UTC), got "Mars/Olympus_Mons", which this system does not know',
+    ],
+  );
   assert.deepEqual(problems(`${MINIMAL}strategy: {type: fleetlock}\nchannel: beta\nversion: "1.0"\n`), [
     '3:1: strategy: missing required key "url"',
     '5:1: give channel or version, not both: a pinned version follows no channel',
@@ -151,9 +159,15 @@ test('loadAgentConfig reads a file or says what is wrong with it', async () => {
   assert.equal((await loadAgentConfig(good)).keys[0], join(work, 'keys', 'release.pub.asc'));
   const bad = join(work, 'bad.yaml');
   writeFileSync(bad, 'keys: []\n');
-  const error = await loadAgentConfig(bad).then(() => undefined, (e: unknown) => e);
+  const error = await loadAgentConfig(bad).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   assert.ok(error instanceof AgentConfigError);
-  assert.equal(error.message, `${bad} has 2 problems:\n${bad}:1:1: missing required key "repository"\n${bad}:1:7: keys: expected a non-empty list of public key files, got an empty list`);
+  assert.equal(
+    error.message,
+    `${bad} has 2 problems:\n${bad}:1:1: missing required key "repository"\n${bad}:1:7: keys: expected a non-empty list of public key files, got an empty list`,
+  );
   await assert.rejects(loadAgentConfig(join(work, 'none.yaml')), (e: unknown) => e instanceof CairnError && e.message.endsWith('none.yaml: no such file'));
   const empty = join(work, 'empty.yaml');
   writeFileSync(empty, '# nothing yet\n');

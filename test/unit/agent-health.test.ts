@@ -6,18 +6,28 @@ import { after, before, test } from 'node:test';
 import { runHealthChecks, type HealthCheck } from '../../src/agent/health.js';
 
 let dir: string;
-before(async () => { dir = await mkdtemp(join(tmpdir(), 'cairn-agent-health-')); });
-after(async () => { await rm(dir, { recursive: true, force: true }); });
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'cairn-agent-health-'));
+});
+after(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
 
 const quick = { retryDelayMs: 10 };
 const command = (argv: string[], timeout = 10): HealthCheck => ({ kind: 'command', command: argv, timeout });
 
 test('commands pass on exit 0 and fail otherwise, keeping the end of their output', async () => {
-  const report = await runHealthChecks({ timeout: 5, checks: [
-    command(['/bin/true']),
-    command(['/bin/sh', '-c', 'echo starting; echo "database unreachable" >&2; exit 3'], 0.3),
-    command(['/bin/sh', '-c', `head -c 10000 /dev/zero | tr '\\0' x; echo; echo last line`]),
-  ] }, quick);
+  const report = await runHealthChecks(
+    {
+      timeout: 5,
+      checks: [
+        command(['/bin/true']),
+        command(['/bin/sh', '-c', 'echo starting; echo "database unreachable" >&2; exit 3'], 0.3),
+        command(['/bin/sh', '-c', `head -c 10000 /dev/zero | tr '\\0' x; echo; echo last line`]),
+      ],
+    },
+    quick,
+  );
   assert.equal(report.ok, false);
   const [ok, bad, long] = report.checks;
   assert.deepEqual([ok!.status, ok!.name, ok!.kind], ['passed', 'command /bin/true', 'command']);
@@ -57,7 +67,10 @@ async function isDead(pid: number): Promise<boolean> {
 
 test('the overall timeout cuts every check short', async () => {
   const report = await runHealthChecks({ timeout: 0.3, checks: [command(['/bin/sleep', '60'], 600), command(['/bin/false'], 600)] }, quick);
-  assert.deepEqual(report.checks.map((c) => c.status), ['timed-out', 'failed']);
+  assert.deepEqual(
+    report.checks.map((c) => c.status),
+    ['timed-out', 'failed'],
+  );
   assert.ok(report.checks.every((c) => c.seconds < 600));
 });
 
@@ -71,22 +84,28 @@ test('units are asked about with systemctl is-active until they are active', asy
   // A systemctl that reports what a unit's state file says, and moves "activating" on to "active".
   const states = join(dir, 'units');
   const systemctl = join(dir, 'systemctl');
-  await writeFile(systemctl, `#!/bin/sh
+  await writeFile(
+    systemctl,
+    `#!/bin/sh
 [ "$1" = is-active ] || exit 64
 state=$(cat "${states}.$2" 2>/dev/null || echo inactive)
 echo "$state"
 [ "$state" = activating ] && echo active > "${states}.$2"
 [ "$state" = active ]
-`);
+`,
+  );
   await chmod(systemctl, 0o755);
   await writeFile(`${states}.web.service`, 'activating\n');
   await writeFile(`${states}.db.service`, 'failed\n');
   const unit = (name: string): HealthCheck => ({ kind: 'unit', name, timeout: 0.5 });
   const report = await runHealthChecks({ timeout: 30, checks: [unit('web.service'), unit('db.service')] }, { ...quick, systemctl });
-  assert.deepEqual(report.checks.map((c) => [c.name, c.status, c.output]), [
-    ['unit web.service', 'passed', 'active'],
-    ['unit db.service', 'failed', 'failed'],
-  ]);
+  assert.deepEqual(
+    report.checks.map((c) => [c.name, c.status, c.output]),
+    [
+      ['unit web.service', 'passed', 'active'],
+      ['unit db.service', 'failed', 'failed'],
+    ],
+  );
   assert.equal(report.checks[0]!.attempts, 2);
 });
 
@@ -100,10 +119,20 @@ test('containers are asked about through the runtime; without one they fail', as
   const container = (name: string): HealthCheck => ({ kind: 'container', name, timeout: 0.2 });
   const checks = [container('web'), container('worker'), container('ghost')];
   const report = await runHealthChecks({ timeout: 30, checks }, { ...quick, containerState });
-  assert.deepEqual(report.checks.map((c) => [c.status, c.output]), [['passed', 'state: running'], ['failed', 'state: exited'], ['failed', 'no such container']]);
+  assert.deepEqual(
+    report.checks.map((c) => [c.status, c.output]),
+    [
+      ['passed', 'state: running'],
+      ['failed', 'state: exited'],
+      ['failed', 'no such container'],
+    ],
+  );
   assert.ok(asked.filter((n) => n === 'worker').length > 1, 'a stopped container is asked about again');
   const noRuntime = await runHealthChecks({ timeout: 30, checks: [container('web')] }, quick);
-  assert.deepEqual(noRuntime.checks.map((c) => [c.status, c.output, c.attempts]), [['failed', 'no container runtime to ask', 1]]);
+  assert.deepEqual(
+    noRuntime.checks.map((c) => [c.status, c.output, c.attempts]),
+    [['failed', 'no container runtime to ask', 1]],
+  );
 });
 
 test('no checks is a healthy boot', async () => {

@@ -38,9 +38,17 @@ test('the running slot is the one whose partition UUIDs spell the usrhash', () =
   const fromB = identifySlots(buildGpt(64 * MiB, updated, '01234567-89ab-cdef-0123-456789abcdef').layout, HASH_B, '/dev/vda');
   assert.deepEqual([fromB.running.name, fromB.inactive.name, fromB.inactive.usr.number], ['B', 'A', 2]);
   assert.throws(() => identifySlots(disk, HASH_B, '/dev/vda'), /no slot holds the running \/usr/);
-  const noB = buildGpt(64 * MiB, specs.filter((p) => p.label !== 'usr-B-verity'), '01234567-89ab-cdef-0123-456789abcdef').layout;
+  const noB = buildGpt(
+    64 * MiB,
+    specs.filter((p) => p.label !== 'usr-B-verity'),
+    '01234567-89ab-cdef-0123-456789abcdef',
+  ).layout;
   assert.throws(() => identifySlots(noB, HASH_A, '/dev/vda'), /no partition labelled usr-B-verity/);
-  const uneven = buildGpt(64 * MiB, specs.map((p) => (p.label === 'usr-B' ? { ...p, size: 2 * MiB } : p)), '01234567-89ab-cdef-0123-456789abcdef').layout;
+  const uneven = buildGpt(
+    64 * MiB,
+    specs.map((p) => (p.label === 'usr-B' ? { ...p, size: 2 * MiB } : p)),
+    '01234567-89ab-cdef-0123-456789abcdef',
+  ).layout;
   assert.throws(() => identifySlots(uneven, HASH_A, '/dev/vda'), /slots A and B differ/);
 });
 
@@ -68,8 +76,15 @@ before(async () => {
   await classLink('dm-0', 'virtual/block/dm-0');
   await classLink('dm-1', 'virtual/block/dm-1');
   // dm-0: verity over vda2 (data) and vda3 (hash); dm-1 spans two disks.
-  for (const [dm, slaves] of [['dm-0', ['vda2', 'vda3']], ['dm-1', ['vda2', 'nvme0n1p1']]] as const) {
-    for (const s of slaves) await symlink(`../../../../devices/${s.startsWith('vda') ? 'pci0000:00/0000:00:04.0/virtio2/block/vda' : 'pci0000:00/0000:00:05.0/nvme/nvme0/nvme0n1'}/${s}`, join(devices, 'virtual/block', dm, 'slaves', s));
+  for (const [dm, slaves] of [
+    ['dm-0', ['vda2', 'vda3']],
+    ['dm-1', ['vda2', 'nvme0n1p1']],
+  ] as const) {
+    for (const s of slaves)
+      await symlink(
+        `../../../../devices/${s.startsWith('vda') ? 'pci0000:00/0000:00:04.0/virtio2/block/vda' : 'pci0000:00/0000:00:05.0/nvme/nvme0/nvme0n1'}/${s}`,
+        join(devices, 'virtual/block', dm, 'slaves', s),
+      );
   }
   const devLink = async (id: string, target: string): Promise<void> => symlink(`../../devices/${target}`, join(sysfs, 'dev/block', id));
   await devLink('253:0', 'virtual/block/dm-0');
@@ -77,7 +92,9 @@ before(async () => {
   await devLink('254:2', 'pci0000:00/0000:00:04.0/virtio2/block/vda/vda2');
   await devLink('254:0', 'pci0000:00/0000:00:04.0/virtio2/block/vda');
 });
-after(async () => { await rm(sysfs, { recursive: true, force: true }); });
+after(async () => {
+  await rm(sysfs, { recursive: true, force: true });
+});
 
 test('the boot disk is found through the dm-verity device, a partition, or a whole disk', async () => {
   assert.equal(await findBootDisk({ major: 253, minor: 0 }, sysfs), '/dev/vda');

@@ -6,8 +6,12 @@ import { afterEach, beforeEach, test } from 'node:test';
 import { freshState, isBad, loadState, markBad, saveState, STATE_FILE, type AgentState } from '../../src/agent/state.js';
 
 let dir: string;
-beforeEach(async () => { dir = await mkdtemp(join(tmpdir(), 'cairn-agent-state-')); });
-afterEach(async () => { await rm(dir, { recursive: true, force: true }); });
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'cairn-agent-state-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
 
 const busy = (): AgentState => ({
   ...freshState(),

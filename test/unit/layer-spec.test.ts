@@ -36,15 +36,7 @@ test('a layer file gets its defaults and paths resolved from its folder', () => 
 
 test('every problem in a layer file is reported at its line and column', () => {
   const file = join(work, 'bad.yaml');
-  const text = [
-    'name: Web',
-    'version: 1.0',
-    'base: missing/base',
-    'packages: [curl, Bad_Name, curl]',
-    'compression: brotli',
-    'extra: true',
-    '',
-  ].join('\n');
+  const text = ['name: Web', 'version: 1.0', 'base: missing/base', 'packages: [curl, Bad_Name, curl]', 'compression: brotli', 'extra: true', ''].join('\n');
   assert.deepEqual(validateLayerText(text, file).errors.map(formatIssue), [
     `${file}:1:7: name: expected a name of lowercase letters, digits and dashes (like web-tools), got "Web"`,
     `${file}:2:10: version: expected a version string starting with a letter or digit, of letters, digits and . _ ~ - (like 1.0.0; quote it in YAML), got 1.0`,
@@ -54,12 +46,19 @@ test('every problem in a layer file is reported at its line and column', () => {
     `${file}:5:14: compression: expected one of lz4, lz4hc, lzma, deflate, zstd, none, got "brotli"`,
     `${file}:6:1: unknown key "extra"; expected one of name, version, description, base, keyring, packages, compression`,
   ]);
-  assert.deepEqual(validateLayerText('', file).errors.map(formatIssue), [`${file}:1:1: the layer file is empty; expected a mapping with at least name, version and packages`]);
-  assert.deepEqual(validateLayerText('name: a\nversion: "1"\npackages: []\n', file).errors.map(formatIssue), [`${file}:3:11: packages: expected a non-empty list of Debian package names, got an empty list`]);
+  assert.deepEqual(validateLayerText('', file).errors.map(formatIssue), [
+    `${file}:1:1: the layer file is empty; expected a mapping with at least name, version and packages`,
+  ]);
+  assert.deepEqual(validateLayerText('name: a\nversion: "1"\npackages: []\n', file).errors.map(formatIssue), [
+    `${file}:3:11: packages: expected a non-empty list of Debian package names, got an empty list`,
+  ]);
 });
 
 test('loading a missing or invalid layer file is a CairnError that lists the problems', async () => {
-  await assert.rejects(loadLayerSpec(join(work, 'nope.yaml')), (err: unknown) => err instanceof CairnError && /cannot read layer file .*nope\.yaml: no such file/.test(err.message));
+  await assert.rejects(
+    loadLayerSpec(join(work, 'nope.yaml')),
+    (err: unknown) => err instanceof CairnError && /cannot read layer file .*nope\.yaml: no such file/.test(err.message),
+  );
   writeFileSync(join(work, 'two.yaml'), 'name: x\nversion: "1"\n');
   await assert.rejects(loadLayerSpec(join(work, 'two.yaml')), (err: unknown) => {
     assert.ok(err instanceof LayerSpecError);
@@ -95,7 +94,11 @@ test('layer.json is read only when well-formed, with its files as plain names be
     ['extra', { ...GOOD, run: 'rm -rf /' }, /must NOT have additional properties/],
   ];
   for (const [what, data, pattern] of bad) {
-    assert.throws(() => parseLayerMetadata(JSON.stringify(data), 'layer.json'), (err: unknown) => err instanceof CairnError && pattern.test(err.message), what);
+    assert.throws(
+      () => parseLayerMetadata(JSON.stringify(data), 'layer.json'),
+      (err: unknown) => err instanceof CairnError && pattern.test(err.message),
+      what,
+    );
   }
   assert.throws(() => parseLayerMetadata('{', 'layer.json'), /layer\.json: not JSON/);
   assert.throws(() => parseLayerMetadata(' '.repeat(5 << 20), 'layer.json'), /too big for layer metadata/);

@@ -9,7 +9,9 @@ import { formatIssue, loadRecipe, RecipeError } from '../../src/recipe/load.js';
 process.chdir(cairnRoot());
 const dir = 'test/fixtures/recipes/bad';
 const expected = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')) as Record<string, string[]>;
-const recipes = readdirSync(dir).filter((f) => f.endsWith('.yaml')).sort();
+const recipes = readdirSync(dir)
+  .filter((f) => f.endsWith('.yaml'))
+  .sort();
 
 test('every broken recipe has its expected errors written down, and there are enough of them', () => {
   assert.deepEqual(recipes, Object.keys(expected).sort());

@@ -30,7 +30,10 @@ test('the default recipe validates with its packages, user and network file', as
   assert.equal(recipe.kernel.config, join(root, 'kernel-configs/container-host.config'));
   for (const pkg of ['systemd', 'systemd-boot-efi', 'nodejs']) assert.ok(recipe.packages.includes(pkg), pkg);
   assert.deepEqual(recipe.units.enable, ['systemd-networkd.service']);
-  assert.deepEqual(recipe.users.map((u) => [u.name, u.uid, u.group]), [['admin', 1000, 'admin']]);
+  assert.deepEqual(
+    recipe.users.map((u) => [u.name, u.uid, u.group]),
+    [['admin', 1000, 'admin']],
+  );
   // The admin user's own group is created with gid = uid.
   assert.deepEqual(recipe.groups, [{ name: 'admin', gid: 1000 }]);
   assert.equal(recipe.files[0]!.mode, 0o644);
@@ -104,9 +107,7 @@ test('host paths resolve against the recipe folder', () => {
   assert.equal(recipe.base.keyring, join(dir, 'archive.gpg'));
   assert.equal(recipe.kernel.config, join(dir, 'kernel.config'));
   assert.equal(recipe.base.mirror, 'http://127.0.0.1:8080/debian', 'trailing slash dropped');
-  assert.deepEqual(recipe.files, [
-    { path: '/etc/motd', content: null, source: join(dir, 'files/motd'), mode: 0o600, owner: 'admin', group: 'adm' },
-  ]);
+  assert.deepEqual(recipe.files, [{ path: '/etc/motd', content: null, source: join(dir, 'files/motd'), mode: 0o600, owner: 'admin', group: 'adm' }]);
   assert.deepEqual(recipe.update, { repository: 'https://updates.example.com/c', channel: 'stable', keys: [join(dir, 'keys/release.pub')] });
 });
 
@@ -115,7 +116,10 @@ test('modes, sizes and compression are read the way they are written', () => {
     `${MINIMAL}files:\n  - {path: /a, content: "", mode: "4755"}\n  - {path: /b, content: "", mode: "0640"}\n` +
       'disk: {esp: 1048576, usr: 3G, usr-verity: 8KiB, root: 1T, usr-compression: none}\n',
   );
-  assert.deepEqual(recipe.files.map((f) => f.mode), [0o4755, 0o640]);
+  assert.deepEqual(
+    recipe.files.map((f) => f.mode),
+    [0o4755, 0o640],
+  );
   assert.deepEqual(recipe.disk, { esp: 2 ** 20, usr: 3 * 2 ** 30, usrVerity: 8 * 2 ** 10, root: 2 ** 40, usrCompression: null });
 });
 
@@ -129,9 +133,22 @@ test('users and containers get their defaults', () => {
     { name: 'alice', uid: 1000, group: 'ops', groups: [], home: '/home/alice', shell: '/bin/sh', gecos: '', password: null },
     { name: 'bob', uid: 1001, group: 'bob', groups: [], home: '/home/bob', shell: '/bin/sh', gecos: '', password: null },
   ]);
-  assert.deepEqual(recipe.groups, [{ name: 'ops', gid: 2000 }, { name: 'bob', gid: 1001 }]);
+  assert.deepEqual(recipe.groups, [
+    { name: 'ops', gid: 2000 },
+    { name: 'bob', gid: 1001 },
+  ]);
   assert.deepEqual(recipe.containers, [
-    { name: 'web', command: ['/usr/bin/node', '/srv/app.js'], layers: [], restart: 'on-failure', memory: 256 * 2 ** 20, cpus: null, pids: null, net: 'private', env: { PORT: '80' } },
+    {
+      name: 'web',
+      command: ['/usr/bin/node', '/srv/app.js'],
+      layers: [],
+      restart: 'on-failure',
+      memory: 256 * 2 ** 20,
+      cpus: null,
+      pids: null,
+      net: 'private',
+      env: { PORT: '80' },
+    },
   ]);
 });
 
@@ -140,7 +157,10 @@ test('errors point at the offending value, sorted by position', () => {
   assert.equal(recipe, undefined);
   assert.deepEqual(
     errors.map((e) => [e.line, e.column, e.path]),
-    [[4, 11, 'hostname'], [7, 5, 'packages[1]']],
+    [
+      [4, 11, 'hostname'],
+      [7, 5, 'packages[1]'],
+    ],
   );
   assert.equal(errors[0]!.file, 'x.yaml');
 });

@@ -20,9 +20,22 @@ const SPAWN = NATIVE.spawn();
 
 function spec(overrides: Partial<ContainerSpec> = {}): ContainerSpec {
   return {
-    name: 'web', hostname: 'web', rootDir: '/run/cairn/containers/web/root', root: { usr: '/usr', layers: [] },
-    args: ['/bin/sh', '-c', 'echo "a b"'], env: ['PATH=/usr/bin', 'EMPTY='], cwd: '/', user: { uid: 0, gid: 0, groups: [] },
-    net: 'private', binds: [], tmpfs: [], files: [], symlinks: [], limits: {}, tty: false, ...overrides,
+    name: 'web',
+    hostname: 'web',
+    rootDir: '/run/cairn/containers/web/root',
+    root: { usr: '/usr', layers: [] },
+    args: ['/bin/sh', '-c', 'echo "a b"'],
+    env: ['PATH=/usr/bin', 'EMPTY='],
+    cwd: '/',
+    user: { uid: 0, gid: 0, groups: [] },
+    net: 'private',
+    binds: [],
+    tmpfs: [],
+    files: [],
+    symlinks: [],
+    limits: {},
+    tty: false,
+    ...overrides,
   };
 }
 
@@ -33,31 +46,94 @@ function tokens(buf: Buffer): string[] {
 }
 
 function refused(s: ContainerSpec, message: RegExp): void {
-  assert.throws(() => checkSpec(s), (err: unknown) => err instanceof CairnError && message.test(err.message));
+  assert.throws(
+    () => checkSpec(s),
+    (err: unknown) => err instanceof CairnError && message.test(err.message),
+  );
 }
 
 describe('spec encoding', () => {
   test('every field becomes a keyword and its arguments, in order', () => {
-    const encoded = encodeSpec(spec({
-      root: { usr: '/images/x/rootfs/usr', layers: ['/layers/top', '/layers/base'] },
-      user: { uid: 1000, gid: 100, groups: [5, 27] },
-      net: 'none',
-      userns: { uidMap: [{ inside: 0, outside: 100000, count: 65536 }], gidMap: [{ inside: 0, outside: 100000, count: 65536 }] },
-      tmpfs: [{ path: '/scratch', mode: 0o1777 }],
-      binds: [{ source: '/srv/site', target: '/srv', readOnly: true }],
-      files: [{ path: '/etc/hostname', mode: 0o644, content: 'web\n' }],
-      symlinks: [{ path: '/etc/mtab', target: '../proc/self/mounts' }],
-      limits: { memoryBytes: 256 << 20, cpus: 1.5, pids: 64 },
-      tty: true,
-    }));
+    const encoded = encodeSpec(
+      spec({
+        root: { usr: '/images/x/rootfs/usr', layers: ['/layers/top', '/layers/base'] },
+        user: { uid: 1000, gid: 100, groups: [5, 27] },
+        net: 'none',
+        userns: { uidMap: [{ inside: 0, outside: 100000, count: 65536 }], gidMap: [{ inside: 0, outside: 100000, count: 65536 }] },
+        tmpfs: [{ path: '/scratch', mode: 0o1777 }],
+        binds: [{ source: '/srv/site', target: '/srv', readOnly: true }],
+        files: [{ path: '/etc/hostname', mode: 0o644, content: 'web\n' }],
+        symlinks: [{ path: '/etc/mtab', target: '../proc/self/mounts' }],
+        limits: { memoryBytes: 256 << 20, cpus: 1.5, pids: 64 },
+        tty: true,
+      }),
+    );
     assert.deepEqual(tokens(encoded), [
-      'cairn-spawn-spec/1', 'name', 'web', 'hostname', 'web', 'rootdir', '/run/cairn/containers/web/root',
-      'usr', '/images/x/rootfs/usr', 'layer', '/layers/top', 'layer', '/layers/base',
-      'arg', '/bin/sh', 'arg', '-c', 'arg', 'echo "a b"', 'env', 'PATH=/usr/bin', 'env', 'EMPTY=',
-      'cwd', '/', 'user', '1000', '100', 'group', '5', 'group', '27', 'net', 'none',
-      'userns', 'uidmap', '0', '100000', '65536', 'gidmap', '0', '100000', '65536',
-      'tmpfs', '/scratch', '1777', 'bind', '/srv/site', '/srv', 'ro', 'file', '/etc/hostname', '644', 'web\n',
-      'symlink', '../proc/self/mounts', '/etc/mtab', 'memory', String(256 << 20), 'cpu', '150000', '100000', 'pids', '64', 'tty',
+      'cairn-spawn-spec/1',
+      'name',
+      'web',
+      'hostname',
+      'web',
+      'rootdir',
+      '/run/cairn/containers/web/root',
+      'usr',
+      '/images/x/rootfs/usr',
+      'layer',
+      '/layers/top',
+      'layer',
+      '/layers/base',
+      'arg',
+      '/bin/sh',
+      'arg',
+      '-c',
+      'arg',
+      'echo "a b"',
+      'env',
+      'PATH=/usr/bin',
+      'env',
+      'EMPTY=',
+      'cwd',
+      '/',
+      'user',
+      '1000',
+      '100',
+      'group',
+      '5',
+      'group',
+      '27',
+      'net',
+      'none',
+      'userns',
+      'uidmap',
+      '0',
+      '100000',
+      '65536',
+      'gidmap',
+      '0',
+      '100000',
+      '65536',
+      'tmpfs',
+      '/scratch',
+      '1777',
+      'bind',
+      '/srv/site',
+      '/srv',
+      'ro',
+      'file',
+      '/etc/hostname',
+      '644',
+      'web\n',
+      'symlink',
+      '../proc/self/mounts',
+      '/etc/mtab',
+      'memory',
+      String(256 << 20),
+      'cpu',
+      '150000',
+      '100000',
+      'pids',
+      '64',
+      'tty',
     ]);
   });
 
@@ -84,7 +160,10 @@ describe('spec encoding', () => {
     refused(spec({ cwd: '/a/../b' }), /cwd '\/a\/\.\.\/b'/);
     refused(spec({ user: { uid: -1, gid: 0, groups: [] } }), /user\.uid -1 is not a user or group id/);
     refused(spec({ binds: [{ source: '/x', target: '/../etc', readOnly: false }] }), /binds\.target/);
-    refused(spec({ binds: Array.from({ length: 65 }, (_, i) => ({ source: '/x', target: `/m${i}`, readOnly: true })) }), /binds has 65 entries; the helper takes at most 64/);
+    refused(
+      spec({ binds: Array.from({ length: 65 }, (_, i) => ({ source: '/x', target: `/m${i}`, readOnly: true })) }),
+      /binds has 65 entries; the helper takes at most 64/,
+    );
     refused(spec({ files: [{ path: '/etc/x', mode: 0o10000, content: '' }] }), /files\.mode mode 4096/);
     refused(spec({ limits: { memoryBytes: 1000 } }), /limits\.memoryBytes 1000 is below 1 MiB/);
     refused(spec({ limits: { cpus: 0 } }), /limits\.cpus 0/);
@@ -97,8 +176,12 @@ describe('spec encoding', () => {
 
 describe('the helper decodes what the encoder writes', { skip: existsSync(SPAWN) ? false : 'native/build/spawn is not built (npm run build)' }, () => {
   let dir: string;
-  before(async () => { dir = await mkdtemp(join(tmpdir(), 'cairn-spec-')); });
-  after(async () => { await rm(dir, { recursive: true, force: true }); });
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'cairn-spec-'));
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
 
   async function check(bytes: Buffer | string): Promise<{ code: number | null; stderr: string }> {
     const file = join(dir, 'spec');
@@ -109,13 +192,19 @@ describe('the helper decodes what the encoder writes', { skip: existsSync(SPAWN)
 
   test('encoded specs are accepted', async () => {
     assert.deepEqual(await check(encodeSpec(spec())), { code: 0, stderr: '' });
-    const full = encodeSpec(spec({
-      root: { usr: '/usr', layers: ['/l1', '/l2'] }, user: { uid: 1, gid: 2, groups: [3] },
-      userns: { uidMap: [{ inside: 0, outside: 1000, count: 1 }], gidMap: [{ inside: 0, outside: 1000, count: 1 }] },
-      binds: [{ source: '/a', target: '/b', readOnly: false }], tmpfs: [{ path: '/t', mode: 0o700 }],
-      files: [{ path: '/etc/f', mode: 0o600, content: 'x=y\nz' }], symlinks: [{ path: '/etc/l', target: 'f' }],
-      limits: { memoryBytes: 1 << 30, cpus: 0.25, pids: 10 }, tty: true,
-    }));
+    const full = encodeSpec(
+      spec({
+        root: { usr: '/usr', layers: ['/l1', '/l2'] },
+        user: { uid: 1, gid: 2, groups: [3] },
+        userns: { uidMap: [{ inside: 0, outside: 1000, count: 1 }], gidMap: [{ inside: 0, outside: 1000, count: 1 }] },
+        binds: [{ source: '/a', target: '/b', readOnly: false }],
+        tmpfs: [{ path: '/t', mode: 0o700 }],
+        files: [{ path: '/etc/f', mode: 0o600, content: 'x=y\nz' }],
+        symlinks: [{ path: '/etc/l', target: 'f' }],
+        limits: { memoryBytes: 1 << 30, cpus: 0.25, pids: 10 },
+        tty: true,
+      }),
+    );
     assert.deepEqual(await check(full), { code: 0, stderr: '' });
   });
 
@@ -194,29 +283,60 @@ describe('the container /etc', () => {
   });
 
   test("--net host takes the host's resolver configuration, if it is sane", () => {
-    const conf = (text: string) => etcFiles({ hostname: 'h', user: { uid: 0, gid: 0 }, net: 'host', hostResolvConf: text }).files.find((f) => f.path === '/etc/resolv.conf')!.content;
+    const conf = (text: string) =>
+      etcFiles({ hostname: 'h', user: { uid: 0, gid: 0 }, net: 'host', hostResolvConf: text }).files.find((f) => f.path === '/etc/resolv.conf')!.content;
     assert.equal(conf('nameserver 10.0.0.1\n'), 'nameserver 10.0.0.1\n');
     assert.equal(conf('nameserver \0'), '');
   });
 
   test('an OCI root keeps its own accounts: only names and resolver are written into it', () => {
     const req: RunRequest = {
-      root: { layers: [] }, command: [], env: ['A=1'], user: { uid: 0, gid: 0 }, limits: {}, net: 'none', binds: [],
-      detach: false, tty: false, remove: true, userns: false,
+      root: { layers: [] },
+      command: [],
+      env: ['A=1'],
+      user: { uid: 0, gid: 0 },
+      limits: {},
+      net: 'none',
+      binds: [],
+      detach: false,
+      tty: false,
+      remove: true,
+      userns: false,
     };
     const paths = containerPaths('oci');
-    const s = buildSpec(req, 'oci', { root: { rootfs: '/images/x' }, image: { args: ['/app', 'serve'], entrypoint: ['/app'], env: ['A=0', 'B=2'], cwd: '/srv', user: '' } }, paths, undefined);
-    assert.deepEqual(s.files.map((f) => f.path), ['/etc/hostname', '/etc/hosts', '/etc/resolv.conf']);
+    const s = buildSpec(
+      req,
+      'oci',
+      { root: { rootfs: '/images/x' }, image: { args: ['/app', 'serve'], entrypoint: ['/app'], env: ['A=0', 'B=2'], cwd: '/srv', user: '' } },
+      paths,
+      undefined,
+    );
+    assert.deepEqual(
+      s.files.map((f) => f.path),
+      ['/etc/hostname', '/etc/hosts', '/etc/resolv.conf'],
+    );
     assert.deepEqual(s.args, ['/app', 'serve']);
-    const given = buildSpec({ ...req, command: ['check'] }, 'oci', { root: { rootfs: '/images/x' }, image: { args: ['/app', 'serve'], entrypoint: ['/app'], env: [], cwd: '/', user: '' } }, paths, undefined);
+    const given = buildSpec(
+      { ...req, command: ['check'] },
+      'oci',
+      { root: { rootfs: '/images/x' }, image: { args: ['/app', 'serve'], entrypoint: ['/app'], env: [], cwd: '/', user: '' } },
+      paths,
+      undefined,
+    );
     assert.deepEqual(given.args, ['/app', 'check'], 'a given command replaces Cmd and keeps Entrypoint');
     assert.equal(s.cwd, '/srv');
-    assert.deepEqual(s.env.filter((e) => /^[AB]=/.test(e)), ['A=1', 'B=2']);
+    assert.deepEqual(
+      s.env.filter((e) => /^[AB]=/.test(e)),
+      ['A=1', 'B=2'],
+    );
     assert.deepEqual(s.binds, []);
     // the shared /usr gets the full set and the private writable space
     const usr = buildSpec({ ...req, command: ['/bin/true'] }, 'u', { root: { usr: '/usr', layers: [] } }, containerPaths('u'), undefined);
     assert.ok(usr.files.some((f) => f.path === '/etc/passwd'));
-    assert.deepEqual(usr.binds.map((b) => b.target), ['/var', '/home', '/root']);
+    assert.deepEqual(
+      usr.binds.map((b) => b.target),
+      ['/var', '/home', '/root'],
+    );
   });
 });
 
@@ -236,7 +356,8 @@ describe('container state files', () => {
       JSON.stringify({ ...good, supervisor: { pid: 5, start: 'x; rm' } }),
       JSON.stringify({ ...good, init: { pid: '5', start: '1' } }),
       JSON.stringify({ ...good, command: 'x' }),
-    ]) assert.throws(() => parseState(bad, 'f'), CairnError);
+    ])
+      assert.throws(() => parseState(bad, 'f'), CairnError);
   });
 
   test('names cannot leave the state directories', () => {
