@@ -20,6 +20,7 @@ export const COMMANDS: Record<string, () => Promise<{ default: AnyCommand }>> = 
   channel: () => import('./channel.js'),
   delta: () => import('./delta.js'),
   serve: () => import('./serve.js'),
+  provision: () => import('./provision.js'),
   agent: () => import('./agent.js'),
   layer: () => import('./layer.js'),
   run: () => import('./run.js'),

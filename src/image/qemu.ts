@@ -20,6 +20,8 @@ export interface QemuOptions {
   network?: boolean;
   /** With network: host loopback ports forwarded to guest ports (TCP). */
   forward?: { host: number; guest: number }[];
+  /** An Ignition config for the guest's first boot, passed as fw_cfg opt/com.coreos/config. */
+  ignition?: string;
   /** stdio for an interactive console, pipe to read the serial output. */
   stdio: 'inherit' | 'pipe';
 }
@@ -38,6 +40,11 @@ function firstExisting(paths: string[], what: string): string {
 
 export async function startQemu(options: QemuOptions): Promise<QemuMachine> {
   if (!existsSync(options.disk)) throw new CairnError(`${options.disk} does not exist`, 'build it first: cairn build RECIPE');
+  if (options.ignition !== undefined && !existsSync(options.ignition))
+    throw new CairnError(`${options.ignition} does not exist`, 'name an Ignition config (JSON)');
+  // QEMU splits -fw_cfg options at commas; a path with one would be read as another option.
+  if (options.ignition?.includes(','))
+    throw new CairnError(`${options.ignition}: QEMU cannot take a path with a comma for fw_cfg`, 'copy the config to a path without commas');
   const code = firstExisting(OVMF_CODE, 'OVMF firmware');
   const varsTemplate = firstExisting(OVMF_VARS, 'OVMF variable store');
   const work = await mkdtemp(join(tmpdir(), 'cairn-qemu-'));
@@ -60,6 +67,7 @@ export async function startQemu(options: QemuOptions): Promise<QemuMachine> {
     `file=${options.disk},if=virtio,format=raw${options.snapshot ? ',snapshot=on' : ''}`,
     '-serial',
     'mon:stdio',
+    ...(options.ignition ? ['-fw_cfg', `name=opt/com.coreos/config,file=${options.ignition}`] : []),
     ...(options.network
       ? ['-nic', ['user,model=virtio-net-pci', ...(options.forward ?? []).map((f) => `hostfwd=tcp:127.0.0.1:${f.host}-:${f.guest}`)].join(',')]
       : ['-nic', 'none']),

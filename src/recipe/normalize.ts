@@ -23,10 +23,11 @@ interface Written {
   init: string;
   hostname?: string;
   groups: GroupSpec[];
-  users: (Omit<UserSpec, 'group' | 'home'> & { group?: string; home?: string })[];
+  users: (Omit<UserSpec, 'group' | 'home' | 'sshAuthorizedKeys'> & { group?: string; home?: string; 'ssh-authorized-keys': string[] })[];
   files: { path: string; content?: string; source?: string; mode: string | number; owner: string; group: string }[];
   units: Recipe['units'];
   alternatives: Recipe['alternatives'];
+  links: Recipe['links'];
   disk: { esp: Size; usr: Size; 'usr-verity': Size; root: Size; 'usr-compression': string | null };
   update: { repository: string; channel: string; keys: string[] } | null;
   containers: (Omit<ContainerSpec, 'memory'> & { memory: Size | null })[];
@@ -39,7 +40,12 @@ export function toRecipe(data: unknown, file: string): Recipe {
   const w = data as Written;
   const recipeFile = resolve(file);
   const fromRecipe = (p: string): string => resolve(dirname(recipeFile), p);
-  const users = w.users.map((u) => ({ ...u, group: u.group ?? u.name, home: u.home ?? `/home/${u.name}` }));
+  const users = w.users.map(({ 'ssh-authorized-keys': sshAuthorizedKeys, ...u }) => ({
+    ...u,
+    group: u.group ?? u.name,
+    home: u.home ?? `/home/${u.name}`,
+    sshAuthorizedKeys,
+  }));
   return {
     file: recipeFile,
     name: w.name,
@@ -75,6 +81,7 @@ export function toRecipe(data: unknown, file: string): Recipe {
     })),
     units: w.units,
     alternatives: w.alternatives,
+    links: w.links,
     disk: {
       esp: bytes(w.disk.esp),
       usr: bytes(w.disk.usr),

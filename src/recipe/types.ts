@@ -16,6 +16,7 @@ export interface Recipe {
   files: FileSpec[];
   units: { enable: string[]; mask: string[] };
   alternatives: AlternativeSpec[];
+  links: LinkSpec[];
   disk: DiskSpec;
   update: UpdateSpec | null;
   containers: ContainerSpec[];
@@ -55,6 +56,8 @@ export interface UserSpec {
   gecos: string;
   /** Crypt(3) hash, or null for a locked account. */
   password: string | null;
+  /** OpenSSH public key lines that may log in as the user. */
+  sshAuthorizedKeys: string[];
 }
 
 export interface GroupSpec {
@@ -81,6 +84,13 @@ export interface AlternativeSpec {
   link: string;
   /** Target the link points to, e.g. /usr/bin/vim.tiny. */
   path: string;
+}
+
+export interface LinkSpec {
+  /** Absolute path of the link inside the image. */
+  path: string;
+  /** What it points to, as written. */
+  target: string;
 }
 
 export interface DiskSpec {

@@ -141,3 +141,31 @@ export function renderAccounts(db: AccountDb, lastChange: number): AccountFiles 
     gshadow: lines(groups.map((g) => `${g.name}:${g.hash}::${g.members.join(',')}`)),
   };
 }
+
+/** A host's own account files, for changing them (provisioning) and writing them back with renderAccounts. */
+export function parseAccountFiles(files: AccountFiles, origin: string): AccountDb {
+  const db = new AccountDb();
+  const rows = (text: string, fields: number, name: string) => masterLines(text, fields, `${origin}/${name}`);
+  const hashes = new Map(rows(files.shadow, 9, 'shadow').map(([name, hash]) => [name!, hash!]));
+  const groupHashes = new Map(rows(files.gshadow, 4, 'gshadow').map(([name, hash]) => [name!, hash!]));
+  for (const [name, , gid, members] of rows(files.group, 4, 'group')) {
+    db.groups.set(name!, {
+      name: name!,
+      gid: parseId(gid!, `${origin}/group`),
+      members: members === '' ? [] : members!.split(','),
+      hash: groupHashes.get(name!) ?? '!',
+    });
+  }
+  for (const [name, , uid, gid, gecos, home, shell] of rows(files.passwd, 7, 'passwd')) {
+    db.users.set(name!, {
+      name: name!,
+      uid: parseId(uid!, `${origin}/passwd`),
+      gid: parseId(gid!, `${origin}/passwd`),
+      gecos: gecos!,
+      home: home!,
+      shell: shell!,
+      hash: hashes.get(name!) ?? '!',
+    });
+  }
+  return db;
+}

@@ -10,6 +10,9 @@ import { writeIdentity } from './identity.js';
 import { updateLdCache } from './ldconfig.js';
 import { makeMountPoints, moveEtcToFactory, setTimes } from './layout.js';
 import { installPackageDefaults } from './package-defaults.js';
+import { applyLinks } from './links.js';
+import { configurePam } from './pam.js';
+import { configureSsh } from './ssh.js';
 import { ownRecipeFiles, placeRecipeFiles } from './recipe-files.js';
 import { installCairnTools } from './cairn-tools.js';
 import { updateModuleIndexes } from './depmod.js';
@@ -34,6 +37,10 @@ export interface AssemblyReport extends ExtractionReport {
   groups: string[];
   /** /etc files copied from package defaults (/etc/profile, /etc/nsswitch.conf, …). */
   defaults: string[];
+  /** The PAM stacks written (/etc/pam.d/common-*). */
+  pam: string[];
+  /** Whether sshd was set up (host keys made on the host, recipe users' keys). */
+  ssh: boolean;
   /** Links made for units.enable and units.mask, as "/link -> target". */
   unitLinks: string[];
   /** Whether /etc/ld.so.cache was generated (false: the image has no libc). */
@@ -63,10 +70,13 @@ export async function assembleRoot(opts: AssembleOptions): Promise<AssemblyRepor
     // package default.
     await placeRecipeFiles(tree, recipe);
     const defaults = await installPackageDefaults(tree);
+    const pam = await configurePam(tree);
     await installCairnTools(tree, recipe);
     const accounts = await configureAccounts(tree, recipe, opts.sourceDateEpoch);
     ownRecipeFiles(tree, recipe, accounts);
+    const ssh = await configureSsh(tree, recipe);
     applyAlternatives(tree, recipe);
+    applyLinks(tree, recipe);
     const unitLinks = applyUnits(tree, recipe);
     await writeIdentity(tree, recipe, opts.lockfile);
     const ldCache = updateLdCache(tree);
@@ -79,6 +89,8 @@ export async function assembleRoot(opts: AssembleOptions): Promise<AssemblyRepor
       users: [...accounts.users.keys()].sort(),
       groups: [...accounts.groups.keys()].sort(),
       defaults,
+      pam,
+      ssh,
       unitLinks,
       ldCache,
     };

@@ -1,5 +1,5 @@
-// cairn's own on-host tools in the image, for recipes that name an update repository or
-// containers: the compiled cairn (its JavaScript and the runtime dependencies it imports) under
+// cairn's own on-host tools in the image, for images with Node.js (first-boot provisioning), and
+// recipes that name an update repository or containers: the compiled cairn (its JavaScript and the runtime dependencies it imports) under
 // /usr/lib/cairn/app, run by the image's own nodejs through /usr/bin/cairn; the agent's units
 // (the update loop, and the boot assessment that blesses or reboots); the ESP mounted at /efi;
 // /etc/cairn/agent.yaml from the recipe's update section unless the recipe ships its own; and a
@@ -54,6 +54,31 @@ ExecStart=/usr/bin/cairn agent check
 RemainAfterExit=yes
 # The update loop waits for this; a check that hangs must not hold it forever.
 TimeoutStartSec=30min
+
+[Install]
+WantedBy=multi-user.target
+`,
+  // Before anything it configures: logins (user sessions, sshd) wait for it. Its failure isolates
+  // the emergency target, which stops every service: a host never runs half-provisioned.
+  'cairn-provision.service': `[Unit]
+Description=cairn first-boot provisioning (Ignition config from fw_cfg, a config drive or a metadata service)
+Documentation=file:/usr/lib/cairn/app/docs/provisioning.md
+DefaultDependencies=no
+Wants=network-online.target
+After=local-fs.target network-online.target systemd-remount-fs.service
+Before=systemd-user-sessions.service ssh.service ssh.socket cairn-ssh-host-keys.service cairn-agent.service cairn-agent-check.service multi-user.target
+Conflicts=shutdown.target
+ConditionPathExists=!/var/lib/cairn/provision/provisioned.json
+OnFailure=emergency.target
+OnFailureJobMode=replace-irreversibly
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/bin/cairn provision apply
+StandardOutput=journal+console
+StandardError=journal+console
+TimeoutStartSec=15min
 
 [Install]
 WantedBy=multi-user.target
@@ -212,7 +237,8 @@ ${containers.length ? `  containers: [${containers.join(', ')}]\n` : ''}`;
 
 /** Installs cairn's tools when the recipe needs them; a no-op otherwise. */
 export async function installCairnTools(tree: Tree, recipe: Recipe): Promise<boolean> {
-  if (!recipe.update && recipe.containers.length === 0) return false;
+  const hasNode = tree.resolve('usr/bin/node') !== null;
+  if (!hasNode && !recipe.update && recipe.containers.length === 0) return false;
   const root = cairnRoot();
   const dist = join(root, 'dist', 'src');
   if (
@@ -243,6 +269,7 @@ export async function installCairnTools(tree: Tree, recipe: Recipe): Promise<boo
   await tree.writeFile(IMAGE_PATHS.spawn, createReadStream(spawn) as AsyncIterable<Buffer>, 0o755, ROOT);
   mkdirs(tree, `${UNIT_DIR}/multi-user.target.wants`);
   for (const [name, text] of Object.entries(UNITS)) await tree.writeFile(`${UNIT_DIR}/${name}`, [Buffer.from(text)], 0o644, ROOT);
+  if (hasNode) tree.symlink(`${UNIT_DIR}/multi-user.target.wants/cairn-provision.service`, '../cairn-provision.service', ROOT);
   if (recipe.update) {
     for (const unit of ['cairn-agent.service', 'cairn-agent-check.service']) tree.symlink(`${UNIT_DIR}/multi-user.target.wants/${unit}`, `../${unit}`, ROOT);
     mkdirs(tree, 'etc/cairn/keys');

@@ -6,11 +6,13 @@ import type { Tree } from './tree.js';
 
 const ROOT = { uid: 0, gid: 0 };
 
-// /etc file ← default shipped by its package (base-files and libc-bin postinst).
+// /etc file ← default shipped by its package (base-files, libc-bin and openssh-server postinst).
 const DEFAULTS: [string, string][] = [
   ['etc/profile', 'usr/share/base-files/profile'],
   ['etc/motd', 'usr/share/base-files/motd'],
   ['etc/nsswitch.conf', 'usr/share/libc-bin/nsswitch.conf'],
+  // openssh-server's postinst writes it with ucf.
+  ['etc/ssh/sshd_config', 'usr/share/openssh/sshd_config'],
 ];
 
 // Shells whose packages register them with add-shell, under both their merged and /bin paths.

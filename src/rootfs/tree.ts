@@ -145,6 +145,11 @@ export class Tree {
     return physical;
   }
 
+  /** Throws a TreePathError when a write to `rel` would be refused (a symlink on the way leaves the tree or is absolute); creates nothing. */
+  checkWritable(rel: string): void {
+    this.walk(rel.split('/'), 'check', false);
+  }
+
   /** Where `rel` is written, and what is there now (not followed). */
   locate(rel: string): { path: string; existing: Stats | undefined } {
     const path = join(this.parentFor(rel), rel.slice(rel.lastIndexOf('/') + 1));

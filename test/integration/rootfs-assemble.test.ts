@@ -79,6 +79,7 @@ function recipe(over: Partial<Recipe> = {}): Recipe {
     files: [],
     units: { enable: [], mask: [] },
     alternatives: [],
+    links: [],
     disk: { esp: 0, usr: 0, usrVerity: 0, root: 0, usrCompression: null },
     update: null,
     containers: [],
@@ -282,6 +283,7 @@ test('accounts: base-passwd, sysusers.d of packages, recipe users and groups', a
         shell: '/bin/bash',
         gecos: 'Alice',
         password: '$y$j9T$salt$hash',
+        sshAuthorizedKeys: [],
       },
     ],
   });
@@ -335,7 +337,7 @@ test('accounts without base-passwd, and recipe conflicts', asRoot, async () => {
   const etc = join(root, 'usr/share/factory/etc');
   assert.equal(readFileSync(join(etc, 'passwd'), 'utf8'), 'root:x:0:0:root:/root:/bin/sh\n');
   assert.equal(statSync(join(etc, 'shadow')).mode & 0o7777, 0o000, 'no shadow group: root alone');
-  const user = { name: 'bob', uid: 0, group: 'bob', groups: [], home: '/home/bob', shell: '/bin/sh', gecos: '', password: null };
+  const user = { name: 'bob', uid: 0, group: 'bob', groups: [], home: '/home/bob', shell: '/bin/sh', gecos: '', password: null, sshAuthorizedKeys: [] };
   await assertRefused([await deb('empty', [])], /test\.yaml: user bob: uid 0 is already used in the image$/, { users: [user] });
   await assertRefused([await deb('empty', [])], /user bob: group wheel does not exist in the image$/, { users: [{ ...user, uid: 1000, groups: ['wheel'] }] });
   await assertRefused([await deb('empty', [])], /user bob: primary group staff does not exist$/, { users: [{ ...user, uid: 1000, group: 'staff' }] });
@@ -398,7 +400,17 @@ test('alternatives, recipe files, identity', asRoot, async () => {
       { path: './bin/bash', content: 'bash', mode: 0o755 },
     ]),
   ];
-  const alice = { name: 'alice', uid: 1000, group: 'alice', groups: [], home: '/home/alice', shell: '/bin/sh', gecos: '', password: null };
+  const alice = {
+    name: 'alice',
+    uid: 1000,
+    group: 'alice',
+    groups: [],
+    home: '/home/alice',
+    shell: '/bin/sh',
+    gecos: '',
+    password: null,
+    sshAuthorizedKeys: [],
+  };
   const { root } = await assemble(pkgs, {
     users: [alice],
     alternatives: [{ name: 'editor', link: '/usr/bin/editor', path: '/usr/bin/vim.tiny' }],

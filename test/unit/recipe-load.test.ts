@@ -29,7 +29,9 @@ test('the default recipe validates with its packages, user and network file', as
   assert.equal(recipe.kernel.package, 'linux-image-cloud-amd64');
   assert.equal(recipe.kernel.config, join(root, 'kernel-configs/container-host.config'));
   for (const pkg of ['systemd', 'systemd-boot-efi', 'nodejs']) assert.ok(recipe.packages.includes(pkg), pkg);
-  assert.deepEqual(recipe.units.enable, ['systemd-networkd.service']);
+  assert.deepEqual(recipe.units.enable, ['systemd-networkd.service', 'systemd-resolved.service', 'systemd-timesyncd.service', 'ssh.service']);
+  for (const pkg of ['openssh-server', 'systemd-resolved', 'systemd-timesyncd']) assert.ok(recipe.packages.includes(pkg), pkg);
+  assert.deepEqual(recipe.links, [{ path: '/etc/resolv.conf', target: '../run/systemd/resolve/stub-resolv.conf' }]);
   assert.deepEqual(
     recipe.users.map((u) => [u.name, u.uid, u.group]),
     [['admin', 1000, 'admin']],
@@ -77,6 +79,7 @@ test('a minimal recipe gets every default', () => {
     files: [],
     units: { enable: [], mask: [] },
     alternatives: [],
+    links: [],
     disk: { esp: 256 * 2 ** 20, usr: 2 * 2 ** 30, usrVerity: 64 * 2 ** 20, root: 2 ** 30, usrCompression: 'lz4hc' },
     update: null,
     containers: [],
@@ -130,8 +133,8 @@ test('users and containers get their defaults', () => {
       'containers: [{name: web, command: [/usr/bin/node, /srv/app.js], memory: 256MiB, env: {PORT: "80"}}]\n',
   );
   assert.deepEqual(recipe.users, [
-    { name: 'alice', uid: 1000, group: 'ops', groups: [], home: '/home/alice', shell: '/bin/sh', gecos: '', password: null },
-    { name: 'bob', uid: 1001, group: 'bob', groups: [], home: '/home/bob', shell: '/bin/sh', gecos: '', password: null },
+    { name: 'alice', uid: 1000, group: 'ops', groups: [], home: '/home/alice', shell: '/bin/sh', gecos: '', password: null, sshAuthorizedKeys: [] },
+    { name: 'bob', uid: 1001, group: 'bob', groups: [], home: '/home/bob', shell: '/bin/sh', gecos: '', password: null, sshAuthorizedKeys: [] },
   ]);
   assert.deepEqual(recipe.groups, [
     { name: 'ops', gid: 2000 },
@@ -175,7 +178,7 @@ test('loadRecipe throws a RecipeError whose message lists every issue, one per l
     `${file} has 3 problems:`,
     `${file}:1:1: missing required key "kernel"`,
     `${file}:3:12: packages[0]: expected a Debian package name, or NAME/SUITE for one from base.extra-suites, got 42`,
-    `${file}:4:1: unknown key "extra"; expected one of name, version, description, base, packages, kernel, init, hostname, groups, users, files, units, alternatives, disk, update, containers`,
+    `${file}:4:1: unknown key "extra"; expected one of name, version, description, base, packages, kernel, init, hostname, groups, users, files, units, alternatives, links, disk, update, containers`,
   ]);
 });
 
