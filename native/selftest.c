@@ -17,7 +17,8 @@ static int usage(void) {
             "  --selftest-gpt IMAGE [SECTOR_SIZE]\n"
             "  --selftest-verity-sb HASH_DEVICE\n"
             "  --selftest-dm USRHASH DATA_DEVICE HASH_DEVICE   (root; sets up, reads, removes)\n"
-            "  --selftest-copy-tree SRC DST\n");
+            "  --selftest-copy-tree SRC DST\n"
+            "  --selftest-factory-reset ROOT [STOP_AFTER_STEP]\n");
     return 2;
 }
 
@@ -151,6 +152,14 @@ int selftest_main(int argc, char **argv) {
         char err[512];
         const char *why = copy_tree(argv[2], argv[3], err, sizeof err);
         if (why) printf("error: %s\n", why);
+        return why ? 1 : 0;
+    }
+    if ((argc == 3 || argc == 4) && !strcmp(argv[1], "--selftest-factory-reset")) {
+        char err[512];
+        int kept = 0;
+        const char *why = factory_reset(argv[2], argc == 4 ? atoi(argv[3]) : 0, &kept, err, sizeof err);
+        if (why) printf("error: %s\n", why);
+        else printf("ok, kept %d\n", kept);
         return why ? 1 : 0;
     }
     return usage();

@@ -4,7 +4,8 @@
 import { readFile } from 'node:fs/promises';
 import { CairnError } from '../errors.js';
 import { locateEsp } from './boot-entries.js';
-import { deviceOf, findBootDisk, runningUsrHash } from './slots.js';
+import { deviceOf, findBootDisk } from '../image/block-device.js';
+import { runningUsrHash } from './slots.js';
 import type { HostContext } from './update.js';
 
 export interface HostPaths {

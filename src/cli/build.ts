@@ -1,6 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { FetchCache } from '../debian/fetch-cache.js';
 import { Progress } from '../debian/progress.js';
+import { DISK_FORMAT_NAMES, type DiskFormat } from '../image/disk-formats.js';
 import { buildImage, STAGES, type BuildResult, type Stage } from '../pipeline/build-image.js';
 import { loadRecipe } from '../recipe/load.js';
 import { loadSigningKey } from '../trust/signing-key.js';
@@ -13,6 +14,7 @@ interface Args {
   cache?: string;
   out: string;
   signKey?: string;
+  format: DiskFormat[];
   json: boolean;
 }
 
@@ -24,7 +26,7 @@ function summary(r: BuildResult): Record<string, unknown> {
     lockfile: { path: r.lockfile.path, status: r.lockfile.status },
     ...r.rootfs,
     ...(r.usr ? { usr: r.usr.usr, usrVerity: r.usr.usrVerity, rootHash: r.usr.verity.rootHash } : {}),
-    ...(r.boot && r.disk && r.manifest ? { uki: r.boot.uki, disk: r.disk, manifest: r.manifest.path, signed: r.manifest.signed } : {}),
+    ...(r.boot && r.disk && r.manifest ? { uki: r.boot.uki, disk: r.disk, ...r.converted, manifest: r.manifest.path, signed: r.manifest.signed } : {}),
   };
 }
 
@@ -45,6 +47,7 @@ async function buildHandler(args: Args): Promise<void> {
     cache: new FetchCache(args.cache),
     out: args.out,
     signKey,
+    formats: args.format,
     progress: new Progress({ silent: false }),
     log: logLine,
   });
@@ -72,6 +75,13 @@ const command: CommandModule<object, Args> = {
       .option('cache', OPTIONS.cache)
       .option('out', { ...optional(OPTIONS.out), default: 'images', describe: 'Output folder; a build goes to OUT/<name>/<version>/' })
       .option('sign-key', optional(OPTIONS.signKey))
+      .option('format', {
+        choices: DISK_FORMAT_NAMES,
+        array: true,
+        default: ['raw'] as DiskFormat[],
+        describe:
+          'Disk formats to write (repeatable): raw (disk.raw, always), qcow2 (QEMU, OpenStack), vmdk (VMware, stream-optimized), vhd (Hyper-V, Azure: fixed size); each in the manifest with its SHA-256',
+      })
       .option('json', OPTIONS.json)
       .example('$0 build recipes/container-host.yaml --sign-key keys/release.asc', 'lock, fetch, assemble, and write a signed disk image')
       .example('$0 build recipes/tiny.yaml --frozen --stage rootfs', 'assemble exactly what recipes/tiny.lock says, or fail'),

@@ -1,7 +1,11 @@
+import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import type { Argv, CommandModule } from 'yargs';
 import { ProvisionConfigError, validateConfigText } from '../provision/config.js';
 import { provisionFirstBoot } from '../provision/first-boot.js';
+import { growRoot } from '../provision/grow-root.js';
+import { KEEPABLE, requestFactoryReset, type Keepable } from '../provision/reset.js';
 import { CairnError } from '../errors.js';
 import { logLine, OPTIONS, output } from './options.js';
 
@@ -61,10 +65,58 @@ const apply: CommandModule<object, ApplyArgs> = {
   handler: applyHandler,
 };
 
+async function growHandler(args: { json: boolean }): Promise<void> {
+  const report = await growRoot();
+  output(args.json, report, (r) => `${r.grown ? 'grew' : 'kept'} ${r.disk} partition ${r.partition} at ${(r.size / 2 ** 30).toFixed(2)} GiB\n`);
+}
+
+const grow: CommandModule<object, { json: boolean }> = {
+  command: 'grow-root',
+  describe:
+    "Grow the writable root (the disk's last partition) and its ext4 to fill the disk, moving the backup GPT to the end (run once by cairn-grow-root.service)",
+  builder: (y) => y.option('json', OPTIONS.json),
+  handler: growHandler,
+};
+
+interface ResetArgs {
+  keep: Keepable[];
+  'keep-path': string[];
+  reboot: boolean;
+  json: boolean;
+}
+
+async function resetHandler(args: ResetArgs): Promise<void> {
+  const kept = await requestFactoryReset('/', args.keep, args['keep-path']);
+  output(
+    args.json,
+    { kept, reboot: args.reboot },
+    () => `the next boot wipes the writable root${kept.length ? `, keeping ${kept.join(', ')}` : ''}, then provisions the host again\n`,
+  );
+  if (args.reboot) await promisify(execFile)('systemctl', ['reboot']);
+}
+
+const reset: CommandModule<object, ResetArgs> = {
+  command: 'reset',
+  describe: "Factory reset: the next boot wipes the writable root (/etc, /var, homes, containers' data) but what you keep, and provisions the host again",
+  builder: (y) =>
+    y
+      .option('keep', {
+        choices: Object.keys(KEEPABLE) as Keepable[],
+        array: true,
+        default: [] as Keepable[],
+        describe: 'Keep these (repeatable): ssh-host-keys, agent-state',
+      })
+      .option('keep-path', { type: 'string', array: true, default: [] as string[], describe: 'Keep this absolute path in the writable root too (repeatable)' })
+      .option('reboot', { type: 'boolean', default: false, describe: 'Reboot now' })
+      .option('json', OPTIONS.json)
+      .example('$0 provision reset --keep ssh-host-keys --reboot', 'the same host keys, everything else as on its first boot'),
+  handler: resetHandler,
+};
+
 const command: CommandModule<object, object> = {
   command: 'provision <command>',
   describe: 'First-boot provisioning from Ignition configs (docs/provisioning.md)',
-  builder: (y: Argv) => y.command(check).command(apply).demandCommand(1, 'Name a provision command: see the list above.'),
+  builder: (y: Argv) => y.command(check).command(apply).command(grow).command(reset).demandCommand(1, 'Name a provision command: see the list above.'),
   handler: () => undefined,
 };
 

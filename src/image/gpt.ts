@@ -444,3 +444,39 @@ export async function repairGpt(target: string): Promise<'none' | 'from-primary'
   await writeTables(target, layout.layout);
   return layout.which === 'primary' ? 'from-primary' : 'from-backup';
 }
+
+/**
+ * Grows partition `number`, which must be the last on the disk, to the end of a disk that became
+ * larger (`diskSize`, e.g. a cloud volume bigger than the image), moving the backup table to the
+ * new end. The new backup is written and synced before the primary that points to it: a cut
+ * between the two leaves the old tables whole (the old backup stays where it was, in space no
+ * partition used until the primary grows one over it), and the next try does it again.
+ * Returns the layout, grown or as it was when there is nothing to gain.
+ */
+export async function growLastPartition(target: string, number: number, diskSize: number): Promise<{ grown: boolean; layout: GptLayout }> {
+  const layout = await readGpt(target);
+  const last = layout.partitions.reduce((a, b) => (b.offset > a.offset ? b : a));
+  if (last.number !== number)
+    throw new CairnError(`partition ${number} is not the last on the disk (partition ${last.number} is)`, 'only the last partition can grow into new space');
+  const size = Math.floor((diskSize - last.offset - (2 + ENTRIES_SECTORS) * SECTOR) / MiB) * MiB;
+  // The table's own idea of the disk is its last usable sector (a file's size already is the new one).
+  if (diskSize / SECTOR - 2 - ENTRIES_SECTORS <= layout.lastUsableLba || size <= last.size) return { grown: false, layout };
+  if (layout.partitions.some((p, i) => p.number !== i + 1)) throw new CairnError('GPT partitions are not numbered 1..n: cairn does not rewrite such a table');
+  const specs: GptPartitionSpec[] = layout.partitions.map((p) => ({
+    label: p.label,
+    type: p.type,
+    uuid: p.uuid,
+    start: p.offset,
+    size: p.number === number ? size : p.size,
+    attributes: p.attributes,
+  }));
+  const { regions } = buildGpt(diskSize, specs, layout.diskGuid);
+  const [mbr, primaryHeader, primaryEntries, backupEntries, backupHeader] = regions as [GptRegion, GptRegion, GptRegion, GptRegion, GptRegion];
+  await withHandle(target, 'r+', async (handle) => {
+    for (const group of [[backupEntries, backupHeader], [primaryEntries, primaryHeader], [mbr]]) {
+      for (const r of group) await handle.write(r.data, 0, r.data.length, r.offset);
+      await handle.sync();
+    }
+  });
+  return { grown: true, layout: await readGpt(target) };
+}

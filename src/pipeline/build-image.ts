@@ -7,6 +7,7 @@ import { FetchCache } from '../debian/fetch-cache.js';
 import { lockfileSha256, sourceDateEpoch } from '../debian/lockfile.js';
 import type { Progress } from '../debian/progress.js';
 import { FORMATS } from '../document/formats.js';
+import { convertDisk, type DiskFormat } from '../image/disk-formats.js';
 import type { Recipe } from '../recipe/types.js';
 import { artifactEntries, MANIFEST, writeManifest } from './manifest.js';
 import type { BuildContext } from './context.js';
@@ -25,6 +26,8 @@ export interface BuildOptions {
   cache?: FetchCache;
   /** The build goes to OUT/<name>/<version> (default images). */
   out?: string;
+  /** Disk formats besides disk.raw to write (qcow2, vmdk, vhd), each listed in the manifest. */
+  formats?: DiskFormat[];
   /** Signs manifest.json; loaded by the caller, so a bad key stops the build before any work. */
   signKey?: openpgp.PrivateKey | null;
   progress?: Progress;
@@ -40,6 +43,8 @@ export interface BuildResult {
   usr?: UsrArtifacts;
   boot?: BootArtifacts;
   disk?: string;
+  /** The disk in other formats, by format. */
+  converted?: Partial<Record<DiskFormat, string>>;
   /** The manifest's path, and whether it is signed. */
   manifest?: { path: string; signed: boolean };
 }
@@ -74,6 +79,13 @@ export async function buildImage(recipe: Recipe, options: BuildOptions = {}): Pr
   const boot = (result.boot = await buildBoot(ctx, result.rootfs.rootfs, usr.verity.rootHash));
   log('making the ESP, the root file system and disk.raw');
   const disk = (result.disk = await buildDiskImage(ctx, result.rootfs.rootfs, usr, boot));
+  const converted: Partial<Record<DiskFormat, string>> = {};
+  for (const format of new Set(options.formats ?? [])) {
+    if (format === 'raw') continue;
+    log(`converting disk.raw to ${format}`);
+    converted[format] = await convertDisk(disk, format, ctx.outDir, ctx.sourceDateEpoch);
+  }
+  result.converted = converted;
   const key = options.signKey ?? null;
   await writeManifest(
     ctx.outDir,
@@ -86,7 +98,7 @@ export async function buildImage(recipe: Recipe, options: BuildOptions = {}): Pr
       sourceDateEpoch: ctx.sourceDateEpoch,
       usr: { rootHash: usr.verity.rootHash, salt: usr.verity.salt, dataBlocks: usr.verity.dataBlocks },
       kernel: { version: boot.kernelVersion, cmdline: boot.cmdline },
-      artifacts: await artifactEntries([usr.usr, usr.usrVerity, boot.uki, disk]),
+      artifacts: await artifactEntries([usr.usr, usr.usrVerity, boot.uki, disk, ...Object.values(converted)]),
     },
     key,
   );

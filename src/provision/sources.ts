@@ -50,7 +50,7 @@ export async function fromFwCfg(sysfs = '/sys/firmware/qemu_fw_cfg'): Promise<Fo
 
 export async function fromConfigDrive(): Promise<FoundConfig | null> {
   for (const [label, file] of CONFIG_DRIVES) {
-    const { stdout } = await run('blkid', ['-t', `LABEL=${label}`, '-o', 'device']).catch(() => ({ stdout: '' }));
+    const { stdout } = await run('blkid', ['-c', '/dev/null', '-t', `LABEL=${label}`, '-o', 'device']).catch(() => ({ stdout: '' }));
     const device = stdout.split('\n')[0]?.trim();
     if (!device) continue;
     const mnt = await mkdtemp(join(tmpdir(), 'cairn-config-drive-'));

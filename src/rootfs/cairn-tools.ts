@@ -83,6 +83,27 @@ TimeoutStartSec=15min
 [Install]
 WantedBy=multi-user.target
 `,
+  // A cloud disk is larger than disk.raw: the root takes the rest, before anything fills it.
+  'cairn-grow-root.service': `[Unit]
+Description=cairn: grow the writable root to fill its disk (first boot)
+Documentation=file:/usr/lib/cairn/app/docs/provisioning.md
+DefaultDependencies=no
+# The first boot (and the first after a factory reset): until the host is provisioned. systemd's
+# own first-boot test does not hold here, the image ships an empty machine-id.
+ConditionPathExists=!/var/lib/cairn/provision/provisioned.json
+After=local-fs.target systemd-remount-fs.service
+Before=cairn-provision.service sysinit.target
+Conflicts=shutdown.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/bin/cairn provision grow-root
+StandardOutput=journal+console
+
+[Install]
+WantedBy=sysinit.target
+`,
   'efi.mount': `[Unit]
 Description=EFI System Partition (boot entries the agent installs and blesses)
 
@@ -269,7 +290,11 @@ export async function installCairnTools(tree: Tree, recipe: Recipe): Promise<boo
   await tree.writeFile(IMAGE_PATHS.spawn, createReadStream(spawn) as AsyncIterable<Buffer>, 0o755, ROOT);
   mkdirs(tree, `${UNIT_DIR}/multi-user.target.wants`);
   for (const [name, text] of Object.entries(UNITS)) await tree.writeFile(`${UNIT_DIR}/${name}`, [Buffer.from(text)], 0o644, ROOT);
-  if (hasNode) tree.symlink(`${UNIT_DIR}/multi-user.target.wants/cairn-provision.service`, '../cairn-provision.service', ROOT);
+  if (hasNode) {
+    tree.symlink(`${UNIT_DIR}/multi-user.target.wants/cairn-provision.service`, '../cairn-provision.service', ROOT);
+    mkdirs(tree, `${UNIT_DIR}/sysinit.target.wants`);
+    tree.symlink(`${UNIT_DIR}/sysinit.target.wants/cairn-grow-root.service`, '../cairn-grow-root.service', ROOT);
+  }
   if (recipe.update) {
     for (const unit of ['cairn-agent.service', 'cairn-agent-check.service']) tree.symlink(`${UNIT_DIR}/multi-user.target.wants/${unit}`, `../${unit}`, ROOT);
     mkdirs(tree, 'etc/cairn/keys');

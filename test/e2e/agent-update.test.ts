@@ -8,7 +8,7 @@
 // A reboot of the guest ends QEMU (-no-reboot); the test starts it again on the same disk.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -23,6 +23,7 @@ import { startStaticServer } from '../../src/release/static-server.js';
 import { generateTestKey } from '../fixtures/debian-repo.js';
 import { freePort } from './free-port.js';
 import { SerialConsole } from './serial-console.js';
+import { copySparse } from './disk-copy.js';
 
 const run = promisify(execFile);
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
@@ -58,31 +59,6 @@ async function recipeFor(version: string, healthy: boolean, port: number, pubKey
   const path = join(work, `container-host-${version}.yaml`);
   await writeFile(path, stringify(recipe));
   return path;
-}
-
-/**
- * Copies a disk image with plain reads and writes, leaving all-zero blocks as holes: the 6.4 GiB
- * image holds about 200 MiB of data. (A whole copy through copyFile once preceded a first boot
- * whose systemd-boot found no entry on the ESP, on a CI machine only; this avoids both the
- * kernel's copy offload and gigabytes of writeback.)
- */
-async function copySparse(from: string, to: string): Promise<void> {
-  const src = await open(from, 'r');
-  const dst = await open(to, 'wx');
-  try {
-    const { size } = await src.stat();
-    const block = Buffer.alloc(1 << 20);
-    const zeros = Buffer.alloc(block.length);
-    for (let at = 0; at < size; at += block.length) {
-      const { bytesRead } = await src.read(block, 0, Math.min(block.length, size - at), at);
-      const data = block.subarray(0, bytesRead);
-      if (!data.equals(zeros.subarray(0, data.length))) await dst.write(data, 0, data.length, at);
-    }
-    await dst.truncate(size);
-    await dst.sync();
-  } finally {
-    await Promise.all([src.close(), dst.close()]);
-  }
 }
 
 /** What the ESP holds (for a boot that never left the firmware): its files and the UKIs' SHA-256. */
@@ -137,12 +113,18 @@ test(
     const requests: string[] = [];
     const server = await startStaticServer(repo, '127.0.0.1', port, (line) => requests.push(line));
     const disk = join(work, 'disk.raw');
-    await copySparse(join(builds['1.0.0']!, 'disk.raw'), disk);
+    // A host as a fleet has it: provisioned on its first boot, its root grown to a larger disk.
+    await copySparse(join(builds['1.0.0']!, 'disk.raw'), disk, 1 << 30);
+    const ignition = join(work, 'host.ign');
+    await writeFile(
+      ignition,
+      JSON.stringify({ ignition: { version: '3.4.0' }, storage: { files: [{ path: '/etc/e2e-provisioned', contents: { source: 'data:,yes' } }] } }),
+    );
 
     const boots: string[] = [];
     /** Boots the disk, hands the console to `during`, and waits for QEMU to end (the guest rebooting). */
     const boot = async (during: (guest: SerialConsole) => Promise<void>, stop = false): Promise<string> => {
-      let guest = await SerialConsole.boot({ disk, network: true });
+      let guest = await SerialConsole.boot({ disk, network: true, ignition });
       try {
         let verity = await guest.waitFor(/cairn-init: verity usr ([0-9a-f]{64}) on \/dev\/vda\d+ \(hash/, 300_000).catch((err: Error) => err);
         if (verity instanceof Error && /QEMU exited before/.test(verity.message) && !/cairn-init/.test(guest.output)) {
@@ -151,7 +133,7 @@ test(
           t.diagnostic(
             `firmware did not reach cairn-init; powering on again:\n${guest.output.slice(-1500)}\n${await espReport(disk).catch((e: Error) => e.message)}`,
           );
-          guest = await SerialConsole.boot({ disk, network: true });
+          guest = await SerialConsole.boot({ disk, network: true, ignition });
           verity = await guest.waitFor(/cairn-init: verity usr ([0-9a-f]{64}) on \/dev\/vda\d+ \(hash/, 300_000);
         }
         if (verity instanceof Error) throw verity;
@@ -185,6 +167,8 @@ test(
       // renamed the slot but before the UKI is on the ESP. Each time v1 boots again, verified, and
       // the agent resumes the transaction from its saved step.
       await boot(async (guest) => {
+        await guest.waitFor(/cairn: provisioning from fw_cfg opt\/com\.coreos\/config/, 600_000);
+        await guest.waitFor(/grew \/dev\/vda partition 6 at \d+\.\d+ GiB/, 600_000);
         const [plan] = await guest.waitFor(/\{"time":"[^"]+","event":"delta-plan"[^\n{}]*\}/, 900_000);
         const { downloadBytes, fullBytes } = JSON.parse(plan!) as { downloadBytes: number; fullBytes: number };
         assert.ok(downloadBytes < fullBytes / 5, `a delta: ${downloadBytes} of ${fullBytes} bytes`);

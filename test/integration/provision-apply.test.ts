@@ -4,6 +4,7 @@
 // cannot lead a write out of the root; a cut before the record is applied again whole; and the
 // sources (fw_cfg's sysfs file, an IMDSv2 metadata service on loopback).
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
@@ -11,11 +12,13 @@ import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { promisify } from 'node:util';
 import { PROVISIONED } from '../../src/provision/apply.js';
 import { provisionFirstBoot } from '../../src/provision/first-boot.js';
-import { fromFwCfg, fromMetadata, FW_CFG_NAME } from '../../src/provision/sources.js';
+import { fromConfigDrive, fromFwCfg, fromMetadata, FW_CFG_NAME } from '../../src/provision/sources.js';
 import { needs } from '../fixtures/requirements.js';
 
+const run = promisify(execFile);
 const asRoot = needs({ root: 'owners of provisioned files' });
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq8k9V1s3uV3h2cNQ2g5m0yP2r0yq3wzV1fF6j0bQ3x ops@example';
 const HASH = '$y$j9T$abcdefgh$0123456789abcdefghijklmnopqrstuvwxyzABCDE';
@@ -239,5 +242,20 @@ test('metadata service: IMDSv2 token then user-data; 404 is no config; a token r
     await assert.rejects(fromMetadata(base), /api\/token: HTTP 401/);
   } finally {
     server.close();
+  }
+});
+
+test('config drive: a file system labelled cidata is found, mounted read-only and its user-data read', asRoot, async () => {
+  const seed = join(work, 'seed');
+  await mkdir(seed, { recursive: true });
+  await writeFile(join(seed, 'user-data'), '{"ignition":{"version":"3.4.0"}}');
+  const image = join(work, 'seed.img');
+  await run('mke2fs', ['-q', '-t', 'ext4', '-L', 'cidata', '-d', seed, image, '8M']);
+  const device = (await run('losetup', ['--find', '--show', '--read-only', image])).stdout.trim();
+  try {
+    const found = await fromConfigDrive();
+    assert.deepEqual(found, { source: `config drive ${device} (cidata) user-data`, text: '{"ignition":{"version":"3.4.0"}}' });
+  } finally {
+    await run('losetup', ['--detach', device]);
   }
 });
