@@ -1,6 +1,7 @@
 // The options several commands share, defined once so their names and help stay the same, and
 // the one way a command prints its result: one JSON document, or text for people.
 import type { Options, PositionalOptions } from 'yargs';
+import type { SourceIssue } from '../document/issues.js';
 
 export const OPTIONS = {
   recipe: { type: 'string', demandOption: true, describe: 'Recipe file, e.g. recipes/container-host.yaml' },
@@ -30,6 +31,28 @@ export function optional<T extends { demandOption: true }>(option: T): Omit<T, '
 /** Prints `data` as JSON with --json, else the text `describe` makes of it. */
 export function output<T>(json: boolean, data: T, describe: (data: T) => string): void {
   process.stdout.write(json ? JSON.stringify(data, null, 2) + '\n' : describe(data));
+}
+
+/** The --json option of a command that checks a document, and what it prints. */
+export const CHECK_JSON = { ...OPTIONS.json, describe: 'Print {ok, errors: [{file, line, column, path, message}]}' };
+
+/**
+ * The result of checking a document: `{ok, errors}` with --json (exit 1 when there are errors),
+ * else the error that lists every issue, or `okText` for a document without any.
+ */
+export function reportCheck<T>(
+  json: boolean,
+  checked: { value?: T; errors: SourceIssue[] },
+  failure: (errors: SourceIssue[]) => Error,
+  okText: (value: T) => string,
+): void {
+  if (json) {
+    output(true, { ok: checked.errors.length === 0, errors: checked.errors }, () => '');
+    if (checked.errors.length > 0) process.exitCode = 1;
+    return;
+  }
+  if (checked.value === undefined) throw failure(checked.errors);
+  process.stdout.write(okText(checked.value));
 }
 
 /** Log lines go to stderr so stdout stays clean for --json. */

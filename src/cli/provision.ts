@@ -7,7 +7,7 @@ import { provisionFirstBoot } from '../provision/first-boot.js';
 import { growRoot } from '../provision/grow-root.js';
 import { KEEPABLE, requestFactoryReset, type Keepable } from '../provision/reset.js';
 import { CairnError } from '../errors.js';
-import { logLine, OPTIONS, output } from './options.js';
+import { CHECK_JSON, logLine, OPTIONS, output, reportCheck } from './options.js';
 
 interface CheckArgs {
   file: string;
@@ -19,14 +19,12 @@ async function checkHandler(args: CheckArgs): Promise<void> {
     throw new CairnError(`cannot read ${args.file}: ${err.message}`, 'name an Ignition config (JSON)');
   });
   const { config, errors } = validateConfigText(text, args.file);
-  if (args.json) {
-    output(true, { ok: errors.length === 0, errors }, () => '');
-    if (errors.length > 0) process.exitCode = 1;
-    return;
-  }
-  if (!config) throw new ProvisionConfigError(args.file, errors);
-  process.stdout.write(
-    `${args.file}: ok (Ignition ${config.ignition.version}: ${config.passwd?.users?.length ?? 0} users, ${config.storage?.files?.length ?? 0} files, ${config.systemd?.units?.length ?? 0} units)\n`,
+  reportCheck(
+    args.json,
+    { value: config, errors },
+    (issues) => new ProvisionConfigError(args.file, issues),
+    (c) =>
+      `${args.file}: ok (Ignition ${c.ignition.version}: ${c.passwd?.users?.length ?? 0} users, ${c.storage?.files?.length ?? 0} files, ${c.systemd?.units?.length ?? 0} units)\n`,
   );
 }
 
@@ -48,7 +46,7 @@ const check: CommandModule<object, CheckArgs> = {
   builder: (y) =>
     y
       .positional('file', { type: 'string', demandOption: true, describe: 'Ignition config (JSON, spec 3.0.0 to 3.5.0), e.g. from butane' })
-      .option('json', { ...OPTIONS.json, describe: 'Print {ok, errors: [{file, line, column, path, message}]}' })
+      .option('json', CHECK_JSON)
       .example('$0 provision check host.ign', 'exit 0 only if a cairn host can apply it'),
   handler: checkHandler,
 };

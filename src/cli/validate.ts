@@ -1,6 +1,6 @@
 import type { CommandModule } from 'yargs';
 import { readRecipeText, RecipeError, validateRecipeText } from '../recipe/load.js';
-import { OPTIONS, output } from './options.js';
+import { CHECK_JSON, OPTIONS, reportCheck } from './options.js';
 
 interface Args {
   recipe: string;
@@ -9,21 +9,18 @@ interface Args {
 
 async function validateHandler({ recipe: file, json }: Args): Promise<void> {
   const { recipe, errors } = validateRecipeText(await readRecipeText(file), file);
-  if (json) {
-    output(json, { ok: errors.length === 0, errors }, () => '');
-    if (errors.length > 0) process.exitCode = 1;
-    return;
-  }
-  if (!recipe) throw new RecipeError(file, errors);
-  const count = recipe.packages.length;
-  process.stdout.write(`${file}: ok (${recipe.name} ${recipe.version}, ${count} ${count === 1 ? 'package' : 'packages'})\n`);
+  reportCheck(
+    json,
+    { value: recipe, errors },
+    (issues) => new RecipeError(file, issues),
+    (r) => `${file}: ok (${r.name} ${r.version}, ${r.packages.length} ${r.packages.length === 1 ? 'package' : 'packages'})\n`,
+  );
 }
 
 const command: CommandModule<object, Args> = {
   command: 'validate <recipe>',
   describe: 'Check a recipe and list every problem with its line and column',
-  builder: (yargs) =>
-    yargs.positional('recipe', OPTIONS.recipe).option('json', { ...OPTIONS.json, describe: 'Print {ok, errors: [{file, line, column, path, message}]}' }),
+  builder: (yargs) => yargs.positional('recipe', OPTIONS.recipe).option('json', CHECK_JSON),
   handler: validateHandler,
 };
 

@@ -158,7 +158,7 @@ let firstHost: { hostKey: string; machineId: string; provisionedAt: string; disk
 test(
   'a provisioned container host: SSH and console logins, the config applied, a verified /usr, names resolve, the recipe container answers',
   { skip, timeout: 1_200_000 },
-  async () => {
+  async (t) => {
     // A cloud disk larger than the image: the root grows into the rest on the first boot.
     const machineDisk = await freshDisk('first', 1 << 30);
     const config = await writeConfig('host', ignition());

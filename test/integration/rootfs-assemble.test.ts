@@ -590,3 +590,37 @@ test('a non-empty output directory is refused and left alone', asRoot, async () 
   await assert.rejects(assembleRoot({ recipe: recipe(), debs: [], outDir: root, sourceDateEpoch: EPOCH }), /is not empty/);
   assert.equal(readFileSync(join(root, 'keep'), 'utf8'), 'mine');
 });
+
+test('OpenSSH: no host keys in the image, recipe users\' keys in /etc, the host-key unit; recipe links; PAM stacks from the profiles', asRoot, async () => {
+  const key = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq8k9V1s3uV3h2cNQ2g5m0yP2r0yq3wzV1fF6j0bQ3x ops@example';
+  const pkgs = [
+    await deb('base-passwd', [
+      { path: './usr/share/base-passwd/passwd.master', content: passwdMaster },
+      { path: './usr/share/base-passwd/group.master', content: groupMaster },
+    ]),
+    await deb('openssh-server', [
+      { path: './usr/sbin/sshd', content: 'sshd', mode: 0o755 },
+      { path: './usr/share/openssh/sshd_config', content: 'Include /etc/ssh/sshd_config.d/*.conf\n' },
+      // A package (or a careless build) that ships a host key: it must not reach the image.
+      { path: './etc/ssh/ssh_host_ed25519_key', content: 'shared secret' },
+      { path: './usr/lib/systemd/system/ssh.service', content: '[Service]\nExecStart=/usr/sbin/sshd -D\n[Install]\nWantedBy=multi-user.target\n' },
+    ]),
+    await deb('libpam-runtime', [
+      { path: './usr/share/pam-configs/unix', content: readFileSync('/usr/share/pam-configs/unix', 'utf8') },
+      ...['auth', 'account', 'password', 'session', 'session-noninteractive'].map((s) => ({ path: `./usr/share/pam/common-${s}`, content: readFileSync(`/usr/share/pam/common-${s}`, 'utf8') })),
+    ]),
+  ];
+  const ops = { name: 'ops', uid: 1000, group: 'ops', groups: [], home: '/home/ops', shell: '/bin/sh', gecos: '', password: null, sshAuthorizedKeys: [key] };
+  const { root, report } = await assemble(pkgs, { users: [ops], links: [{ path: '/etc/resolv.conf', target: '../run/systemd/resolve/stub-resolv.conf' }] });
+  const etc = join(root, 'usr/share/factory/etc');
+  assert.equal(report.ssh, true);
+  assert.ok(!existsSync(join(etc, 'ssh/ssh_host_ed25519_key')), 'no host key in the image');
+  assert.equal(readFileSync(join(etc, 'ssh/sshd_config'), 'utf8'), 'Include /etc/ssh/sshd_config.d/*.conf\n');
+  assert.match(readFileSync(join(etc, 'ssh/sshd_config.d/50-cairn.conf'), 'utf8'), /^AuthorizedKeysFile \.ssh\/authorized_keys \/etc\/ssh\/authorized_keys\.d\/%u$/m);
+  assert.equal(readFileSync(join(etc, 'ssh/authorized_keys.d/ops'), 'utf8'), `${key}\n`);
+  assert.match(readFileSync(join(root, 'usr/lib/systemd/system/cairn-ssh-host-keys.service'), 'utf8'), /ExecStart=\/usr\/bin\/ssh-keygen -A/);
+  assert.equal(readlinkSync(join(root, 'usr/lib/systemd/system/ssh.service.wants/cairn-ssh-host-keys.service')), '../cairn-ssh-host-keys.service');
+  assert.equal(readlinkSync(join(etc, 'resolv.conf')), '../run/systemd/resolve/stub-resolv.conf');
+  assert.deepEqual(report.pam, ['/etc/pam.d/common-auth', '/etc/pam.d/common-account', '/etc/pam.d/common-password', '/etc/pam.d/common-session', '/etc/pam.d/common-session-noninteractive']);
+  assert.match(readFileSync(join(etc, 'pam.d/common-auth'), 'utf8'), /^auth\t\[success=1 default=ignore\]\tpam_unix\.so nullok$/m);
+});
