@@ -591,7 +591,7 @@ test('a non-empty output directory is refused and left alone', asRoot, async () 
   assert.equal(readFileSync(join(root, 'keep'), 'utf8'), 'mine');
 });
 
-test('OpenSSH: no host keys in the image, recipe users\' keys in /etc, the host-key unit; recipe links; PAM stacks from the profiles', asRoot, async () => {
+test("OpenSSH: no host keys in the image, recipe users' keys in /etc, the host-key unit; recipe links; PAM stacks from the profiles", asRoot, async () => {
   const key = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq8k9V1s3uV3h2cNQ2g5m0yP2r0yq3wzV1fF6j0bQ3x ops@example';
   const pkgs = [
     await deb('base-passwd', [
@@ -607,7 +607,10 @@ test('OpenSSH: no host keys in the image, recipe users\' keys in /etc, the host-
     ]),
     await deb('libpam-runtime', [
       { path: './usr/share/pam-configs/unix', content: readFileSync('/usr/share/pam-configs/unix', 'utf8') },
-      ...['auth', 'account', 'password', 'session', 'session-noninteractive'].map((s) => ({ path: `./usr/share/pam/common-${s}`, content: readFileSync(`/usr/share/pam/common-${s}`, 'utf8') })),
+      ...['auth', 'account', 'password', 'session', 'session-noninteractive'].map((s) => ({
+        path: `./usr/share/pam/common-${s}`,
+        content: readFileSync(`/usr/share/pam/common-${s}`, 'utf8'),
+      })),
     ]),
   ];
   const ops = { name: 'ops', uid: 1000, group: 'ops', groups: [], home: '/home/ops', shell: '/bin/sh', gecos: '', password: null, sshAuthorizedKeys: [key] };
@@ -616,11 +619,20 @@ test('OpenSSH: no host keys in the image, recipe users\' keys in /etc, the host-
   assert.equal(report.ssh, true);
   assert.ok(!existsSync(join(etc, 'ssh/ssh_host_ed25519_key')), 'no host key in the image');
   assert.equal(readFileSync(join(etc, 'ssh/sshd_config'), 'utf8'), 'Include /etc/ssh/sshd_config.d/*.conf\n');
-  assert.match(readFileSync(join(etc, 'ssh/sshd_config.d/50-cairn.conf'), 'utf8'), /^AuthorizedKeysFile \.ssh\/authorized_keys \/etc\/ssh\/authorized_keys\.d\/%u$/m);
+  assert.match(
+    readFileSync(join(etc, 'ssh/sshd_config.d/50-cairn.conf'), 'utf8'),
+    /^AuthorizedKeysFile \.ssh\/authorized_keys \/etc\/ssh\/authorized_keys\.d\/%u$/m,
+  );
   assert.equal(readFileSync(join(etc, 'ssh/authorized_keys.d/ops'), 'utf8'), `${key}\n`);
   assert.match(readFileSync(join(root, 'usr/lib/systemd/system/cairn-ssh-host-keys.service'), 'utf8'), /ExecStart=\/usr\/bin\/ssh-keygen -A/);
   assert.equal(readlinkSync(join(root, 'usr/lib/systemd/system/ssh.service.wants/cairn-ssh-host-keys.service')), '../cairn-ssh-host-keys.service');
   assert.equal(readlinkSync(join(etc, 'resolv.conf')), '../run/systemd/resolve/stub-resolv.conf');
-  assert.deepEqual(report.pam, ['/etc/pam.d/common-auth', '/etc/pam.d/common-account', '/etc/pam.d/common-password', '/etc/pam.d/common-session', '/etc/pam.d/common-session-noninteractive']);
+  assert.deepEqual(report.pam, [
+    '/etc/pam.d/common-auth',
+    '/etc/pam.d/common-account',
+    '/etc/pam.d/common-password',
+    '/etc/pam.d/common-session',
+    '/etc/pam.d/common-session-noninteractive',
+  ]);
   assert.match(readFileSync(join(etc, 'pam.d/common-auth'), 'utf8'), /^auth\t\[success=1 default=ignore\]\tpam_unix\.so nullok$/m);
 });
