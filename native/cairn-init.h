@@ -95,8 +95,9 @@ const char *copy_tree(const char *src, const char *dst, char *err, size_t errlen
 void delete_tree_same_fs(const char *path);
 int dir_is_missing_or_empty(const char *path);
 /* Wipes `root` but the paths its reset request keeps; NULL when done or nothing was asked.
- * `stop_after` 1..3 stops after that step (tests of a cut); *kept counts paths restored. */
-const char *factory_reset(const char *root, int stop_after, int *kept, char *err, size_t errlen);
+ * `wiped` runs between the wipe and the restore; `stop_after` 1..3 stops after that step (tests
+ * of a cut); *kept counts paths restored. */
+const char *factory_reset(const char *root, int stop_after, void (*wiped)(void), int *kept, char *err, size_t errlen);
 
 /* ---- test modes (selftest.c) ---- */
 int selftest_main(int argc, char **argv);

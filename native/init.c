@@ -454,17 +454,17 @@ int main(int argc, char **argv) {
     mkdir(SYSROOT, 0755);
     mount_or_die("mount-root", rootdev, SYSROOT, cfg.rootfstype, 0,
                  cfg.rootflags[0] ? cfg.rootflags : NULL);
-    int kept;
-    struct stat reset_st;
-    if (lstat(SYSROOT "/.cairn-factory-reset", &reset_st) == 0) {
-        why = factory_reset(SYSROOT, 0, &kept, err, sizeof err);
-        if (why) fatal("factory-reset", "%s", why);
-        info("factory reset: the writable root was wiped, %d kept paths restored", kept);
-    }
     if (mkdir(SYSROOT "/usr", 0755) && errno != EEXIST)
         fatal("mount-usr", "mkdir %s/usr: %s", SYSROOT, strerror(errno));
     mount_or_die("mount-usr", "/dev/mapper/" DM_NAME, SYSROOT "/usr", "erofs",
                  MS_RDONLY | MS_NODEV, NULL);
+    struct stat reset_st;
+    if (lstat(SYSROOT "/.cairn-factory-reset", &reset_st) == 0) {
+        int kept;
+        why = factory_reset(SYSROOT, 0, first_boot_etc, &kept, err, sizeof err);
+        if (why) fatal("factory-reset", "%s", why);
+        info("factory reset: the writable root was wiped, %d kept paths restored", kept);
+    }
     first_boot_etc();
     prepare_sysroot();
     switch_root(&cfg, &w, &sb, argv);

@@ -3,7 +3,8 @@
  * next boot's init moves those into ROOT/.cairn-keep, deletes everything else on the root's file
  * system, moves them back and removes the request. Every step can be cut and done again: a kept
  * path already moved aside is not looked for again, and the request goes last. The first boot
- * that follows fills /etc from the factory copy and provisions the host again. */
+ * that follows fills /etc from the factory copy (between the wipe and the restore, so kept files in
+ * /etc land on a whole one) and provisions the host again. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -57,7 +58,7 @@ static void remove_entry(const char *path) {
     }
 }
 
-const char *factory_reset(const char *root, int stop_after, int *done, char *err, size_t errlen) {
+const char *factory_reset(const char *root, int stop_after, void (*wiped)(void), int *done, char *err, size_t errlen) {
     /* A bounded root keeps every path below within PATH_MAX. */
     char request[1100], keep[1100], list[16384];
     if (strlen(root) >= 1024) return FAIL("root path too long");
@@ -104,6 +105,8 @@ const char *factory_reset(const char *root, int stop_after, int *done, char *err
     closedir(d);
     sync();
     if (stop_after == 2) return NULL;
+    /* The boot fills /etc from the image now, so what is kept lands on a whole /etc. */
+    if (wiped) wiped();
     /* 3: the kept paths back where they were. */
     for (int i = 0; i < count; i++) {
         snprintf(from, sizeof from, "%s/%s", root, paths[i]);
@@ -111,6 +114,7 @@ const char *factory_reset(const char *root, int stop_after, int *done, char *err
         struct stat st;
         if (lstat(aside, &st)) continue;
         mkparents(from);
+        remove_entry(from); /* what is kept wins over the image's default of the same name */
         if (rename(aside, from)) return FAIL("restore %s: %s", paths[i], strerror(errno));
         (*done)++;
     }

@@ -157,7 +157,7 @@ int selftest_main(int argc, char **argv) {
     if ((argc == 3 || argc == 4) && !strcmp(argv[1], "--selftest-factory-reset")) {
         char err[512];
         int kept = 0;
-        const char *why = factory_reset(argv[2], argc == 4 ? atoi(argv[3]) : 0, &kept, err, sizeof err);
+        const char *why = factory_reset(argv[2], argc == 4 ? atoi(argv[3]) : 0, NULL, &kept, err, sizeof err);
         if (why) printf("error: %s\n", why);
         else printf("ok, kept %d\n", kept);
         return why ? 1 : 0;

@@ -18,6 +18,8 @@ export interface QemuOptions {
   snapshot?: boolean;
   /** Guest network through QEMU user networking (the host's loopback is 10.0.2.2 inside). */
   network?: boolean;
+  /** With network: the host name QEMU's DHCP server gives the guest. */
+  dhcpHostname?: string;
   /** With network: host loopback ports forwarded to guest ports (TCP). */
   forward?: { host: number; guest: number }[];
   /** An Ignition config for the guest's first boot, passed as fw_cfg opt/com.coreos/config. */
@@ -69,7 +71,14 @@ export async function startQemu(options: QemuOptions): Promise<QemuMachine> {
     'mon:stdio',
     ...(options.ignition ? ['-fw_cfg', `name=opt/com.coreos/config,file=${options.ignition}`] : []),
     ...(options.network
-      ? ['-nic', ['user,model=virtio-net-pci', ...(options.forward ?? []).map((f) => `hostfwd=tcp:127.0.0.1:${f.host}-:${f.guest}`)].join(',')]
+      ? [
+          '-nic',
+          [
+            'user,model=virtio-net-pci',
+            ...(options.dhcpHostname ? [`hostname=${options.dhcpHostname}`] : []),
+            ...(options.forward ?? []).map((f) => `hostfwd=tcp:127.0.0.1:${f.host}-:${f.guest}`),
+          ].join(','),
+        ]
       : ['-nic', 'none']),
   ];
   const child = spawn('qemu-system-x86_64', args, { stdio: options.stdio === 'inherit' ? 'inherit' : ['pipe', 'pipe', 'pipe'] });

@@ -15,7 +15,7 @@ function quote(value: string): string {
   return `"${value.replace(/[\\"$`]/g, (c) => `\\${c}`)}"`;
 }
 
-export function osRelease(recipe: Pick<Recipe, 'name' | 'version' | 'base'>): string {
+export function osRelease(recipe: Pick<Recipe, 'name' | 'version' | 'base' | 'hostname'>): string {
   const fields: [string, string][] = [
     ['PRETTY_NAME', `cairn ${recipe.name} ${recipe.version}`],
     ['NAME', `cairn ${recipe.name}`],
@@ -26,6 +26,8 @@ export function osRelease(recipe: Pick<Recipe, 'name' | 'version' | 'base'>): st
     ['VERSION_CODENAME', recipe.base.suite],
     ['IMAGE_ID', recipe.name],
     ['IMAGE_VERSION', recipe.version],
+    // systemd's fallback: the name a host has until provisioning or DHCP gives it one.
+    ['DEFAULT_HOSTNAME', recipe.hostname],
   ];
   return fields.map(([k, v]) => `${k}=${quote(v)}\n`).join('');
 }
@@ -35,6 +37,8 @@ export async function writeIdentity(tree: Tree, recipe: Pick<Recipe, 'name' | 'v
   await tree.writeFile('usr/lib/os-release', [Buffer.from(osRelease(recipe))], 0o644, ROOT);
   if (lockfile !== undefined) await tree.writeFile(`usr/${BASE_LOCK_PATH}`, [Buffer.from(lockfile)], 0o644, ROOT);
   tree.symlink('etc/os-release', '../usr/lib/os-release', ROOT);
-  await tree.writeFile('etc/hostname', [Buffer.from(`${recipe.hostname}\n`)], 0o644, ROOT);
+  // With systemd the recipe's name is only the fallback above: a static /etc/hostname would keep
+  // DHCP from naming the host. Without it (a shell as init) /etc/hostname is all there is.
+  if (tree.resolve('usr/lib/systemd/systemd-hostnamed') === null) await tree.writeFile('etc/hostname', [Buffer.from(`${recipe.hostname}\n`)], 0o644, ROOT);
   await tree.writeFile('etc/machine-id', [], 0o444, ROOT);
 }

@@ -49,13 +49,13 @@ let mirrorHost: string;
 let key: string;
 let publicKey: string;
 
-function ignition(extra: { files?: unknown[]; storage?: Record<string, unknown> } = {}): unknown {
+function ignition(extra: { files?: unknown[]; storage?: Record<string, unknown>; hostname?: boolean } = {}): unknown {
   return {
     ignition: { version: '3.4.0' },
     passwd: { users: [{ name: 'ops', passwordHash: passwordHash, sshAuthorizedKeys: [publicKey], groups: ['sudo'] }] },
     storage: {
       files: [
-        { path: '/etc/hostname', mode: 420, overwrite: true, contents: { source: 'data:,e2e-host%0A' } },
+        ...(extra.hostname === false ? [] : [{ path: '/etc/hostname', mode: 420, contents: { source: 'data:,e2e-host%0A' } }]),
         { path: '/etc/e2e/app.conf', mode: 420, contents: { source: `data:;base64,${Buffer.from(APP_FILE).toString('base64')}` } },
         ...(extra.files ?? []),
       ],
@@ -248,37 +248,62 @@ test(
 );
 
 test(
-  'the second boot of a provisioned disk does not provision again; another machine from the same image gets its own identity',
-  { skip, timeout: 900_000 },
-  async () => {
+  'the second boot does not provision again; a factory reset keeps the host keys and provisions anew; another machine gets its own identity and its name from DHCP',
+  { skip, timeout: 1_200_000 },
+  async (t) => {
     assert.ok(firstHost, 'the first host was provisioned');
-    const other = await writeConfig('other', ignition({ files: [{ path: '/etc/e2e/second.conf', contents: { source: 'data:,no' } }] }));
+    // No /etc/hostname in this one: a host it provisions takes its name from DHCP.
+    const other = await writeConfig('other', ignition({ hostname: false, files: [{ path: '/etc/e2e/second.conf', contents: { source: 'data:,no' } }] }));
+    const facts =
+      'hostname; echo ---; cat /etc/machine-id; echo ---; cat /etc/ssh/ssh_host_ed25519_key.pub; echo ---; grep -o \'"at": "[^"]*"\' /var/lib/cairn/provision/provisioned.json; echo ---; cat /etc/e2e/second.conf 2>&1 || true; echo ---; cat /etc/e2e/app.conf 2>&1 || true';
     for (const [name, machineDisk] of [
       ['again', firstHost.disk],
+      ['reset', firstHost.disk],
       ['fresh', await freshDisk('second')],
     ] as const) {
       const sshPort = await freePort();
-      const guest = await SerialConsole.boot({ disk: machineDisk, network: true, ignition: other, forward: [{ host: sshPort, guest: 22 }] });
+      const guest = await SerialConsole.boot({
+        disk: machineDisk,
+        network: true,
+        ignition: other,
+        dhcpHostname: 'dhcp-host',
+        forward: [{ host: sshPort, guest: 22 }],
+      });
       try {
         await guest.waitFor(/Reached target[^\n]*multi-user\.target/, 600_000);
         await sshWhenUp(sshPort, guest);
-        const [machineId, hostKey, provisionedAt, second] = (
-          await ssh(
-            sshPort,
-            'cat /etc/machine-id; echo ---; cat /etc/ssh/ssh_host_ed25519_key.pub; echo ---; grep -o \'"at": "[^"]*"\' /var/lib/cairn/provision/provisioned.json; echo ---; cat /etc/e2e/second.conf 2>&1 || true',
-          )
-        )
-          .split('---\n')
-          .map((s) => s.trim());
+        const [hostname, machineId, hostKey, provisionedAt, second, app] = (await ssh(sshPort, facts)).split('---\n').map((s) => s.trim());
         if (name === 'again') {
           assert.deepEqual([machineId, hostKey, provisionedAt], [firstHost.machineId, firstHost.hostKey, firstHost.provisionedAt], 'the same host as before');
+          assert.equal(hostname, 'e2e-host', "the provisioned name wins over DHCP's");
           assert.match(second!, /No such file/, 'the new config was not applied');
           assert.doesNotMatch(guest.output, /cairn: provisioning from/);
+          // The operator resets the host, keeping its SSH host keys; it reboots (QEMU ends).
+          await ssh(sshPort, `echo ${PASSWORD} | sudo -S cairn provision reset --keep ssh-host-keys --reboot`).catch(() => undefined);
+          await guest.exit(300_000);
+        } else if (name === 'reset') {
+          await guest.waitFor(/cairn-init: factory reset: the writable root was wiped, 6 kept paths restored/, 1000);
+          assert.equal(hostKey, firstHost.hostKey, 'the kept SSH host key');
+          assert.notEqual(machineId, firstHost.machineId, 'a new machine-id, as on a first boot');
+          assert.notEqual(provisionedAt, firstHost.provisionedAt, 'provisioned again');
+          assert.equal(second, 'no', 'from the config it was given now');
+          assert.match(app!, /No such file/, 'nothing of the first provisioning is left');
+          assert.equal(hostname, 'dhcp-host', 'its name from DHCP');
         } else {
           assert.notEqual(machineId, firstHost.machineId, 'its own machine-id');
           assert.notEqual(hostKey, firstHost.hostKey, 'its own SSH host key');
           assert.equal(second, 'no', 'its own first boot applied its config');
+          assert.equal(hostname, 'dhcp-host', 'its name from DHCP');
         }
+      } catch (err) {
+        t.diagnostic(
+          `${name}: console, cairn lines:\n${guest.output
+            .split('\n')
+            .filter((l) => /cairn|Failed|FAILED/.test(l))
+            .join('\n')
+            .slice(-6000)}`,
+        );
+        throw err;
       } finally {
         await guest.kill();
       }

@@ -443,6 +443,7 @@ test('alternatives, recipe files, identity', asRoot, async () => {
       'VERSION_CODENAME="trixie"',
       'IMAGE_ID="test-image"',
       'IMAGE_VERSION="1.2.3"',
+      'DEFAULT_HOSTNAME="test-host"',
       '',
     ].join('\n'),
   );
