@@ -190,7 +190,8 @@ test(
           `getent hosts ${mirrorHost} | head -1`,
           'cat /etc/machine-id',
           'cat /etc/ssh/ssh_host_ed25519_key.pub',
-          'grep -o \'"at": "[^"]*"\' /var/lib/cairn/provision/provisioned.json',
+          // The record is root's alone (0600): read through sudo, with the config's password.
+          `echo ${PASSWORD} | sudo -S -p '' grep -o '"at": "[^"]*"' /var/lib/cairn/provision/provisioned.json`,
           'df -B1 --output=size / | tail -1',
           'systemctl is-system-running --wait; systemctl --failed --no-legend --plain',
         ].join('; echo ---; '),
@@ -205,6 +206,7 @@ test(
       const imageRoot = (await readGpt(disk)).partitions.find((p) => p.label === 'root')!.size;
       assert.ok(Number(rootSize) > imageRoot, `the root grew to the larger disk: ${rootSize} bytes, the image's root partition ${imageRoot}`);
       assert.equal(state, 'running', `every unit came up; systemctl says:\n${state}`);
+      assert.match(provisionedAt!, /^"at": "20\d\d-/, 'the provisioning record');
       firstHost = { hostKey: hostKey!, machineId: machineId!, provisionedAt: provisionedAt!, disk: machineDisk };
 
       // The recipe's container, from the shared /usr.
@@ -254,8 +256,7 @@ test(
     assert.ok(firstHost, 'the first host was provisioned');
     // No /etc/hostname in this one: a host it provisions takes its name from DHCP.
     const other = await writeConfig('other', ignition({ hostname: false, files: [{ path: '/etc/e2e/second.conf', contents: { source: 'data:,no' } }] }));
-    const facts =
-      'hostname; echo ---; cat /etc/machine-id; echo ---; cat /etc/ssh/ssh_host_ed25519_key.pub; echo ---; grep -o \'"at": "[^"]*"\' /var/lib/cairn/provision/provisioned.json; echo ---; cat /etc/e2e/second.conf 2>&1 || true; echo ---; cat /etc/e2e/app.conf 2>&1 || true';
+    const facts = `hostname; echo ---; cat /etc/machine-id; echo ---; cat /etc/ssh/ssh_host_ed25519_key.pub; echo ---; echo ${PASSWORD} | sudo -S -p '' grep -o '"at": "[^"]*"' /var/lib/cairn/provision/provisioned.json; echo ---; cat /etc/e2e/second.conf 2>&1 || true; echo ---; cat /etc/e2e/app.conf 2>&1 || true`;
     for (const [name, machineDisk] of [
       ['again', firstHost.disk],
       ['reset', firstHost.disk],
