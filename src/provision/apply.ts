@@ -6,7 +6,7 @@
 // /usr. A cut mid-way leaves `started` behind: the next boot applies the whole config again,
 // treating the paths it had started on as its own.
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { CairnError } from '../errors.js';
 import { writeFileAtomic } from '../fs-atomic.js';
@@ -207,7 +207,9 @@ export async function applyConfig(config: IgnitionConfig, o: ApplyOptions): Prom
   });
   for (const [i, l] of links.entries()) {
     const st = tree.lstat(rel(l.path));
-    if (st && !(l.overwrite || ours.has(l.path) || (st.isSymbolicLink() && !l.hard)))
+    // Ignition's rule: what is there stays unless overwrite says otherwise (the same link again is no change).
+    const same = st?.isSymbolicLink() && !l.hard && readlinkSync(tree.find(rel(l.path))!) === l.target;
+    if (st && !(l.overwrite || ours.has(l.path) || same))
       throw new CairnError(`storage.links[${i}] (${l.path}) already exists on the host`, 'set "overwrite": true to replace it');
   }
   const units = config.systemd?.units ?? [];

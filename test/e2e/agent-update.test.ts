@@ -144,13 +144,7 @@ test(
         else await guest.exit(300_000);
         return hash!;
       } catch (err) {
-        t.diagnostic(
-          `console, cairn lines:\n${guest.output
-            .split('\n')
-            .filter((l) => /cairn/.test(l))
-            .join('\n')
-            .slice(-8000)}\nconsole end:\n${guest.output.slice(-2000)}`,
-        );
+        t.diagnostic(`console, cairn lines:\n${guest.lines(/cairn/, 8000)}\nconsole end:\n${guest.output.slice(-2000)}`);
         throw err;
       } finally {
         await guest.kill();

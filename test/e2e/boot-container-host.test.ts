@@ -234,13 +234,7 @@ test(
       await guest.waitFor(/console-42/, 60_000);
       await ssh(sshPort, 'sync');
     } catch (err) {
-      t.diagnostic(
-        `console, cairn lines:\n${guest.output
-          .split('\n')
-          .filter((l) => /cairn|Failed|FAILED/.test(l))
-          .join('\n')
-          .slice(-6000)}`,
-      );
+      t.diagnostic(`console, cairn lines:\n${guest.lines(/cairn|Failed|FAILED/, 6000)}`);
       throw err;
     } finally {
       await guest.kill();
@@ -297,13 +291,7 @@ test(
           assert.equal(hostname, 'dhcp-host', 'its name from DHCP');
         }
       } catch (err) {
-        t.diagnostic(
-          `${name}: console, cairn lines:\n${guest.output
-            .split('\n')
-            .filter((l) => /cairn|Failed|FAILED/.test(l))
-            .join('\n')
-            .slice(-6000)}`,
-        );
+        t.diagnostic(`${name}: console, cairn lines:\n${guest.lines(/cairn|Failed|FAILED/, 6000)}`);
         throw err;
       } finally {
         await guest.kill();

@@ -28,6 +28,15 @@ export class SerialConsole {
     return this.text;
   }
 
+  /** The lines matching `pattern`, the last `max` characters of them: what a failed test reports. */
+  lines(pattern: RegExp, max: number): string {
+    return this.text
+      .split('\n')
+      .filter((l) => pattern.test(l))
+      .join('\n')
+      .slice(-max);
+  }
+
   /**
    * Resolves with the first match of `pattern`; rejects on timeout or when QEMU exits first.
    * Output arrives in arbitrary chunks, so a pattern that ends in a variable-length capture

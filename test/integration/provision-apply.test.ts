@@ -154,6 +154,14 @@ const failing: [string, (root: string) => Promise<unknown>, RegExp][] = [
     /\/etc\/motd\) already exists on the host/,
   ],
   [
+    "a link over the host's own without overwrite",
+    async (root) => {
+      await symlink('/usr/share/zoneinfo/UTC', join(root, 'etc/localtime'));
+      return { ignition: { version: '3.4.0' }, storage: { links: [{ path: '/etc/localtime', target: '/usr/share/zoneinfo/Europe/Berlin' }] } };
+    },
+    /storage\.links\[0\] \(\/etc\/localtime\) already exists on the host/,
+  ],
+  [
     'an unknown owner',
     async () => ({ ignition: { version: '3.4.0' }, storage: { files: [{ path: '/etc/a', user: { name: 'nobody2' } }] } }),
     /user nobody2 does not exist/,
