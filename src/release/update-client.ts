@@ -137,6 +137,10 @@ export class UpdateRepository {
         'the repository stopped publishing fresh metadata (or is replaying old files); the operator renews it with cairn channel renew',
       );
     }
+    // An unreadable start would offer the release to every host at once: refused, as an unreadable expiry is.
+    if (doc.rollout && !Number.isFinite(Date.parse(doc.rollout.start))) {
+      throw new CairnError(`${url}: rollout.start ${JSON.stringify(doc.rollout.start)} is not a time (serial ${doc.serial})`, REPO_HINT);
+    }
     const key = `${doc.name}/${doc.channel}`;
     const seen = this.o.state.channels[key];
     const hash = sha256(text);

@@ -146,6 +146,14 @@ test('freeze: expired channel metadata is refused', async () => {
   await refused({ replace: { [STABLE]: stale } }, (h) => h.channel('stable'), /expired at .* \(serial 10\)/);
 });
 
+test('a phased rollout whose start is not a time is refused, not offered to every host', async () => {
+  const bad = await signedChannel((d) => {
+    d.serial = 11;
+    d.rollout = { start: 'soon', startPercent: 5, durationSeconds: 86400 };
+  });
+  await refused({ replace: { [STABLE]: bad } }, (h) => h.channel('stable'), /rollout\.start "soon" is not a time \(serial 11\)/);
+});
+
 test('endless data: a channel that never ends is cut off at the metadata ceiling', async () => {
   await refused({ endless: [STABLE] }, (h) => h.channel('stable'), /larger than the 1048576 bytes cairn accepts/);
 });
