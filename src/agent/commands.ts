@@ -17,6 +17,7 @@ import { decideReboot } from './reboot-strategy.js';
 import { identifySlots } from './slots.js';
 import { loadState, type AgentState } from './state.js';
 import { UpdateTransaction, type HostContext } from './update.js';
+import { sleepFor } from '../timers.js';
 
 /** Where the agent's configuration is and, for unusual layouts and tests, the boot disk and ESP. */
 export interface AgentLocation {
@@ -84,7 +85,7 @@ export async function runAgent(where: AgentLocation, once: boolean): Promise<voi
       if (once) throw err;
     }
     if (once) return;
-    await sleep(config.pollInterval * 1000);
+    await sleepFor(config.pollInterval * 1000);
   }
 }
 

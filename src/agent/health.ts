@@ -3,6 +3,7 @@
 // because the host stayed up for a while; a check that cannot be evaluated counts as failed.
 import { spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { after, timeoutSignal } from '../timers.js';
 
 export type HealthCheck =
   | { kind: 'unit'; name: string; timeout: number }
@@ -104,7 +105,7 @@ async function attempt(check: HealthCheck, deadline: number, probes: HealthProbe
     }
     case 'container': {
       if (!probes.containerState) return { status: 'failed', output: 'no container runtime to ask', final: true };
-      const signal = AbortSignal.timeout(Math.max(0, deadline - Date.now()));
+      const signal = timeoutSignal(Math.max(0, deadline - Date.now()));
       try {
         const state = await probes.containerState(check.name, signal);
         if (signal.aborted) return { status: 'timed-out', output: 'the runtime did not answer in time' };
@@ -134,25 +135,22 @@ function runUntil(command: string[], deadline: number): Promise<Run> {
     // Its own process group, so a timeout also ends whatever it started.
     const child = spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     let timedOut = false;
-    const timer = setTimeout(
-      () => {
-        timedOut = true;
-        try {
-          process.kill(-child.pid!, 'SIGKILL');
-        } catch {
-          // Already gone between the deadline and the kill.
-        }
-      },
-      Math.max(0, deadline - Date.now()),
-    );
+    const timer = after(Math.max(0, deadline - Date.now()), () => {
+      timedOut = true;
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        // Already gone between the deadline and the kill.
+      }
+    });
     child.stdout.on('data', keep);
     child.stderr.on('data', keep);
     child.on('error', (err) => {
-      clearTimeout(timer);
+      timer.clear();
       resolve({ status: 'failed', output: `cannot run ${command[0]}: ${err.message}`, spawnError: true });
     });
     child.on('close', (code, signal) => {
-      clearTimeout(timer);
+      timer.clear();
       if (timedOut) resolve({ status: 'timed-out', output: output() || 'no output before the deadline', spawnError: false });
       else if (code === 0) resolve({ status: 'passed', output: output(), spawnError: false });
       else resolve({ status: 'failed', output: output() || (signal ? `killed by ${signal}` : `exit code ${code}`), spawnError: false });

@@ -138,3 +138,12 @@ test('containers are asked about through the runtime; without one they fail', as
 test('no checks is a healthy boot', async () => {
   assert.deepEqual(await runHealthChecks({ timeout: 1, checks: [] }), { ok: true, checks: [] });
 });
+
+test('a timeout beyond what one Node timer takes (30 days) waits, rather than timing out at once', async () => {
+  const days30 = 30 * 86400;
+  const report = await runHealthChecks({ timeout: days30, checks: [command(['/bin/sh', '-c', 'sleep 0.3'], days30)] }, quick);
+  assert.deepEqual(
+    report.checks.map((c) => c.status),
+    ['passed'],
+  );
+});
