@@ -114,6 +114,13 @@ function ssh(port: number, command: string): Promise<string> {
   ).then((r) => r.stdout);
 }
 
+/** What named the host, from its journal (for a failed hostname check). */
+function naming(port: number): Promise<string> {
+  return ssh(port, `echo ${PASSWORD} | sudo -S -p '' journalctl -b -u systemd-networkd -u systemd-hostnamed -u polkit --no-pager | tail -25`).catch(
+    (e: Error) => e.message,
+  );
+}
+
 /** Asks until sshd answers (it starts once provisioning is done). */
 async function sshWhenUp(port: number, guest: SerialConsole): Promise<void> {
   for (let i = 0; i < 90; i++) {
@@ -283,12 +290,12 @@ test(
           assert.notEqual(provisionedAt, firstHost.provisionedAt, 'provisioned again');
           assert.equal(second, 'no', 'from the config it was given now');
           assert.match(hostnameFile!, /No such file/, "the first config's /etc/hostname went with the reset");
-          assert.equal(hostname, 'dhcp-host', 'its name from DHCP');
+          assert.equal(hostname, 'dhcp-host', `its name from DHCP; networkd and hostnamed say:\n${await naming(sshPort)}`);
         } else {
           assert.notEqual(machineId, firstHost.machineId, 'its own machine-id');
           assert.notEqual(hostKey, firstHost.hostKey, 'its own SSH host key');
           assert.equal(second, 'no', 'its own first boot applied its config');
-          assert.equal(hostname, 'dhcp-host', 'its name from DHCP');
+          assert.equal(hostname, 'dhcp-host', `its name from DHCP; networkd and hostnamed say:\n${await naming(sshPort)}`);
         }
       } catch (err) {
         t.diagnostic(`${name}: console, cairn lines:\n${guest.lines(/cairn|Failed|FAILED/, 6000)}`);
