@@ -37,7 +37,7 @@ export interface ProvisionReport {
 }
 
 interface Planned {
-  files: { path: string; data: Buffer; mode: number; user?: ConfigOwner; group?: ConfigOwner }[];
+  files: { path: string; data: Buffer; mode: number; overwrite: boolean; user?: ConfigOwner; group?: ConfigOwner }[];
 }
 
 const rel = (path: string): string => path.replace(/^\/+/, '');
@@ -147,22 +147,20 @@ function replaceable(tree: Tree, root: string, path: string, data: Buffer, overw
   return present.equals(data) || (existsSync(factory) && present.equals(readFileSync(factory)));
 }
 
-function mkdirs(tree: Tree, path: string): void {
-  const parts = rel(path).split('/');
-  for (let i = 1; i < parts.length; i++) {
-    const dir = parts.slice(0, i).join('/');
-    // Only what is missing: an existing /root or home keeps its own mode and owner.
-    if (tree.lstat(dir) === undefined) tree.mkdir(dir, 0o755, ROOT_OWNER);
-  }
-}
-
 /** Reads and verifies everything the config fetches, before anything is written. */
 async function plan(config: IgnitionConfig, tree: Tree): Promise<Planned> {
   const files = await Promise.all(
     (config.storage?.files ?? []).map(async (f, i) => {
       const where = `storage.files[${i}] (${f.path})`;
       confine(f.path, where, tree);
-      return { path: f.path, data: await readResource(f.contents, where), mode: f.mode ?? 0o644, user: f.user, group: f.group };
+      return {
+        path: f.path,
+        data: await readResource(f.contents, where),
+        mode: f.mode ?? 0o644,
+        overwrite: f.overwrite ?? false,
+        user: f.user,
+        group: f.group,
+      };
     }),
   );
   return { files };
@@ -201,7 +199,7 @@ export async function applyConfig(config: IgnitionConfig, o: ApplyOptions): Prom
   planned.files.forEach((f, i) => {
     const st = tree.lstat(rel(f.path));
     if (st?.isDirectory()) throw new CairnError(`storage.files[${i}] (${f.path}): a directory is there`);
-    if (!replaceable(tree, o.root, f.path, f.data, config.storage!.files![i]!.overwrite ?? false, ours)) {
+    if (!replaceable(tree, o.root, f.path, f.data, f.overwrite, ours)) {
       throw new CairnError(`storage.files[${i}] (${f.path}) already exists on the host`, 'set "overwrite": true to replace it');
     }
   });
@@ -223,7 +221,8 @@ export async function applyConfig(config: IgnitionConfig, o: ApplyOptions): Prom
     if (!u.noCreateHome || (u.sshAuthorizedKeys ?? []).length) confine(`${account.home}/.ssh/authorized_keys`, `passwd.users: ${u.name}: homeDir`, tree);
   }
   for (const path of [...touched, '/etc/passwd', '/etc/shadow', '/etc/group', '/etc/gshadow', `/${STARTED}`]) confine(path, 'provisioning', tree);
-  mkdirs(tree, `/${STARTED}`);
+  // The state folder for the atomic writes below (the tree makes missing parents, root's and 0755).
+  if (tree.lstat(PROVISION_STATE) === undefined) tree.mkdir(PROVISION_STATE, 0o755, ROOT_OWNER);
   await writeFileAtomic(startedPath, JSON.stringify({ paths: [...new Set([...ours, ...touched])] }) + '\n', 0o600);
 
   log(`accounts: ${accounts.users.length} users, ${accounts.groups.length} new groups`);
@@ -237,7 +236,6 @@ export async function applyConfig(config: IgnitionConfig, o: ApplyOptions): Prom
     const account = db.users.get(u.name)!;
     const owner = { uid: account.uid, gid: account.gid };
     if (u.noCreateHome && !(u.sshAuthorizedKeys ?? []).length) continue;
-    mkdirs(tree, account.home);
     if (tree.lstat(rel(account.home)) === undefined) tree.mkdir(rel(account.home), 0o700, owner);
     if ((u.sshAuthorizedKeys ?? []).length === 0) continue;
     const ssh = `${rel(account.home)}/.ssh`;
@@ -245,15 +243,12 @@ export async function applyConfig(config: IgnitionConfig, o: ApplyOptions): Prom
     await tree.writeFile(`${ssh}/authorized_keys`, [Buffer.from(u.sshAuthorizedKeys!.join('\n') + '\n')], 0o600, owner);
   }
   for (const d of dirs) {
-    mkdirs(tree, d.path);
     tree.mkdir(rel(d.path), d.mode ?? 0o755, d.owner);
   }
   for (const [i, f] of planned.files.entries()) {
-    mkdirs(tree, f.path);
     await tree.writeFile(rel(f.path), [f.data], f.mode, owners[i]!);
   }
   for (const l of links) {
-    mkdirs(tree, l.path);
     if (l.hard) tree.hardlink(rel(l.path), rel(l.target));
     else tree.symlink(rel(l.path), l.target, l.owner);
   }
@@ -261,11 +256,9 @@ export async function applyConfig(config: IgnitionConfig, o: ApplyOptions): Prom
   const mask: string[] = [];
   for (const u of units) {
     if (u.contents != null) {
-      mkdirs(tree, `/etc/systemd/system/${u.name}`);
       await tree.writeFile(`etc/systemd/system/${u.name}`, [Buffer.from(u.contents)], 0o644, ROOT_OWNER);
     }
     for (const d of u.dropins ?? []) {
-      mkdirs(tree, `/etc/systemd/system/${u.name}.d/${d.name}`);
       await tree.writeFile(`etc/systemd/system/${u.name}.d/${d.name}`, [Buffer.from(d.contents ?? '')], 0o644, ROOT_OWNER);
     }
     if (u.enabled) enable.push(u.name);

@@ -8,17 +8,9 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { openArchive, type ArchiveOptions } from '../../src/debian/archive.js';
 import { FetchCache } from '../../src/debian/fetch-cache.js';
-import { CairnError } from '../../src/errors.js';
 import { createTestRepo, generateTestKey, serveDir, writeKeyring, type TestRepo, type TestRepoOptions, type TestServer } from '../fixtures/debian-repo.js';
 import type { DebSpec } from '../fixtures/make-deb.js';
-
-const cairnError =
-  (pattern: RegExp) =>
-  (err: unknown): boolean => {
-    assert.ok(err instanceof CairnError, `expected a CairnError, got ${String(err)}`);
-    assert.match(err.message, pattern);
-    return true;
-  };
+import { cairnError } from '../fixtures/assertions.js';
 
 const sha256 = (data: Buffer | string): string => createHash('sha256').update(data).digest('hex');
 

@@ -10,16 +10,8 @@ import { Writable } from 'node:stream';
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
 import { FetchCache, type FetchItem } from '../../src/debian/fetch-cache.js';
 import { Progress } from '../../src/debian/progress.js';
-import { CairnError } from '../../src/errors.js';
 import { createTestRepo, serveDir, type TestDeb, type TestRepo, type TestServer } from '../fixtures/debian-repo.js';
-
-const cairnError =
-  (pattern: RegExp) =>
-  (err: unknown): boolean => {
-    assert.ok(err instanceof CairnError, `expected a CairnError, got ${String(err)}`);
-    assert.match(err.message, pattern);
-    return true;
-  };
+import { cairnError } from '../fixtures/assertions.js';
 
 // Incompressible content so the .debs are big enough to interrupt half-way.
 const noise = (seed: string, bytes: number): Buffer => {

@@ -8,9 +8,9 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import * as openpgp from 'openpgp';
 import { parseRelease } from '../../src/debian/release-file.js';
-import { CairnError } from '../../src/errors.js';
 import { keyIdOf, loadKeyring } from '../../src/trust/keyring.js';
 import { signCleartext, signDetached, verifyCleartext, verifyDetached } from '../../src/trust/verify.js';
+import { cairnError } from '../fixtures/assertions.js';
 
 const SHIPPED_KEYRING = fileURLToPath(new URL('../../../keyrings/debian-archive-keyring.gpg', import.meta.url));
 
@@ -18,14 +18,6 @@ async function newKey(name: string, extra: { date?: Date; keyExpirationTime?: nu
   const { privateKey } = await openpgp.generateKey({ type: 'curve25519', userIDs: [{ name }], format: 'object', ...extra });
   return privateKey;
 }
-
-const cairnError =
-  (pattern: RegExp) =>
-  (err: unknown): boolean => {
-    assert.ok(err instanceof CairnError, `expected a CairnError, got ${String(err)}`);
-    assert.match(err.message, pattern);
-    return true;
-  };
 
 let dir: string;
 let trusted: openpgp.PrivateKey;
